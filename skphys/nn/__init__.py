@@ -1,0 +1,1 @@
+"""Plain ``torch.nn`` modules used by the skphys estimators (no scikit-learn, no numpy inputs)."""

@@ -1,0 +1,92 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skphys._base import TorchEstimatorMixin, check_trajectories, iter_batches, resolve_device
+from skphys._training import TrainingDivergedError, cosine_lr, train
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="not a valid torch device"):
+        resolve_device("gpu0")
+    with pytest.raises(TypeError):
+        resolve_device(3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_check_trajectories_errors():
+    X = np.zeros((2, 8, 16, 16, 3))
+    assert check_trajectories(X).dtype == np.float32
+    with pytest.raises(ValueError, match="dimensions"):
+        check_trajectories(np.zeros((2, 8, 3)))
+    with pytest.raises(ValueError, match="at least 10"):
+        check_trajectories(X, min_frames=10)
+    with pytest.raises(ValueError, match="spatial size"):
+        check_trajectories(X, min_space=32)
+    with pytest.raises(ValueError, match="channels"):
+        check_trajectories(X, n_channels=4)
+    Xn = X.copy()
+    Xn[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        check_trajectories(Xn)
+    with pytest.raises(TypeError, match="real"):
+        check_trajectories(X.astype(complex))
+    with pytest.raises(TypeError, match="numeric"):
+        check_trajectories(np.array([["a"]]))
+
+
+def test_iter_batches_covers_all():
+    X = np.arange(10 * 2 * 3 * 1, dtype=np.float32).reshape(10, 2, 3, 1)
+    out = np.concatenate([b for _, b in iter_batches(X, 4)])
+    np.testing.assert_array_equal(out, X)
+
+
+def test_cosine_lr_shape():
+    assert cosine_lr(0, 100, warmup_steps=10) == pytest.approx(0.1)
+    assert cosine_lr(10, 100, warmup_steps=10) == pytest.approx(1.0)
+    assert cosine_lr(100, 100, warmup_steps=10, final_ratio=0.01) == pytest.approx(0.01)
+
+
+def test_train_fits_linear_regression_and_detects_divergence():
+    torch.manual_seed(0)
+    x = torch.randn(256, 3)
+    w_true = torch.tensor([[1.0], [-2.0], [0.5]])
+    y = x @ w_true
+    model = torch.nn.Linear(3, 1, bias=False)
+
+    def batches(epoch):
+        for i in range(0, 256, 32):
+            yield x[i : i + 32], y[i : i + 32]
+
+    def loss_fn(batch):
+        xb, yb = batch
+        return torch.mean((model(xb) - yb) ** 2), {}
+
+    hist = train(model.parameters(), loss_fn, batches, max_epochs=60, steps_per_epoch=8, lr=0.05)
+    assert hist[-1]["loss"] < 1e-3 < hist[0]["loss"]
+    torch.testing.assert_close(model.weight.data.T, w_true, atol=2e-2, rtol=0)
+
+    def bad_loss(batch):
+        return model(batch[0]).sum() * float("nan"), {}
+
+    with pytest.raises(TrainingDivergedError, match="epoch 0"):
+        train(model.parameters(), bad_loss, batches, max_epochs=2, steps_per_epoch=8, lr=0.1)
+
+
+class _Holder(TorchEstimatorMixin):
+    def __init__(self):
+        self.device = "cpu"
+        self.module_ = torch.nn.Linear(2, 2)
+
+
+def test_pickle_keeps_module():
+    h = _Holder()
+    h2 = pickle.loads(pickle.dumps(h))
+    torch.testing.assert_close(h2.module_.weight, h.module_.weight)
+    assert next(h2.module_.parameters()).device.type == "cpu"
