@@ -1,0 +1,470 @@
+"""scikit-learn estimator for the physics VAE (PDE-VAE): unsupervised extraction of the parameters
+that govern a family of spatiotemporal systems, and a transferable learned propagator."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import (
+    TorchEstimatorMixin,
+    check_trajectories,
+    iter_batches,
+    resolve_device,
+    torch_generator,
+    torch_seed,
+)
+from ._training import train
+from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal
+
+__all__ = ["DynamicsVAE"]
+
+_DEFAULTS = {
+    # n_spatial_dims: (encoder_crop, decoder_crop, rollout_steps, beta)
+    1: ((64, 94), (76,), 31, 0.02),
+    2: ((45, 62, 62), (44, 44), 15, 1e-4),
+}
+
+
+def _as_tuple(value, n, name):
+    if isinstance(value, numbers.Integral):
+        return (int(value),) * n
+    value = tuple(int(v) for v in value)
+    if len(value) != n:
+        raise ValueError(f"{name} must have {n} entries for this data, got {value}")
+    return value
+
+
+class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+    """Physics VAE that extracts interpretable dynamical parameters from trajectories.
+
+    A dilated-convolution *dynamics encoder* maps a trajectory to ``n_latents`` Gaussian latent
+    parameters (inverse-variance-weighted average of local estimates); a *propagating decoder*
+    whose convolution kernels are functions of the latents steps an initial state forward in
+    time. Both are trained end to end on random (encoder, decoder) crop pairs from the same
+    trajectory with loss ``MSE + beta * KL`` (Lu, Ariño Bernad & Soljačić, Phys. Rev. Research
+    2, 013048, 2020). Unused latents collapse to the prior; the relevant ones correlate linearly
+    with the true physical parameters.
+
+    Parameters
+    ----------
+    n_latents : int, default=5
+        Number of latent parameters.
+    beta : float, default=None
+        Weight of the KL term. ``None``: 0.02 for 1-D systems, 1e-4 for 2-D (the paper's).
+    hidden_channels : int, default=16
+        Width of the decoder's hidden dynamic convolutions.
+    kernel_size : int, default=5
+        Size of the decoder's dynamic kernels (odd).
+    boundary : {"crop", "periodic", "constant"}, default="crop"
+        Boundary used in training. ``"crop"`` pads the decoder state each step with the edges of
+        the true target crop and scores only the interior; ``"periodic"`` and ``"constant"``
+        (Dirichlet, value ``fill_value``) pad the state.
+    encoder_crop : tuple of int, default=None
+        ``(frames, *space)`` of the encoder's crops. ``None``: (64, 94) in 1-D, (45, 62, 62) in 2-D.
+        Every entry must be at least 31, the encoder's receptive field.
+    decoder_crop : int or tuple of int, default=None
+        Spatial size of the decoder's crops (including the padding in ``"crop"`` mode). ``None``:
+        76 in 1-D and (44, 44) in 2-D with ``boundary="crop"``, the whole domain otherwise.
+    rollout_steps : int, default=None
+        Steps propagated in training (the target crop has ``rollout_steps + 1`` frames).
+        ``None``: 31 in 1-D, 15 in 2-D.
+    fill_value : float, default=0.0
+        Padding value for ``boundary="constant"``.
+    position_dropout : float, default=0.1
+        Fraction of encoder positions dropped at random from the weighted average in training.
+    output_scale : float, default=1e-6
+        Fixed prefactor of the decoder's update.
+    kernel_hidden_factor : int, default=None
+        Hidden width of the latent-to-kernel MLPs is ``kernel_hidden_factor * C_in * C_out``.
+        ``None``: 4 in 1-D, 16 in 2-D.
+    relevance_threshold : float, default=1.0
+        A latent is relevant when ``var(mu) / mean(sigma^2)`` on the training data exceeds this.
+    max_epochs : int, default=2000
+        Epochs; one epoch draws one crop pair from each training trajectory.
+    batch_size : int, default=50
+    lr : float, default=1e-3
+    weight_decay : float, default=0.0
+    mixed_precision : bool, default=True
+        bf16 autocast for the convolutions on CUDA (the decoder state stays float32).
+    device : str, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    module_ : DynamicsVAEModule
+        The fitted torch module (stored on the CPU when pickled).
+    history_ : list of dict
+        Per-epoch ``loss``, ``mse`` and ``kl``.
+    latent_stats_ : dict
+        ``"mu_variance"`` and ``"mean_sigma2"`` (each ``(n_latents,)``) on the training data.
+    relevant_latents_ : ndarray of int
+        Indices of the relevant latents, most informative first.
+    n_spatial_dims_, n_channels_in_ : int
+    encoder_crop_, decoder_crop_ : tuple of int
+    rollout_steps_ : int
+    beta_ : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skphys import DynamicsVAE
+    >>> X = np.random.default_rng(0).normal(size=(4, 40, 40, 1)).astype("float32")
+    >>> vae = DynamicsVAE(encoder_crop=(32, 32), decoder_crop=20, rollout_steps=3,
+    ...                   hidden_channels=4, max_epochs=1, batch_size=4, random_state=0)
+    >>> vae.fit(X).transform(X).shape
+    (4, 5)
+    >>> vae.predict(X[:, 0], n_steps=5, context=X).shape
+    (4, 5, 40, 1)
+    """
+
+    _parameter_constraints = {
+        "n_latents": [Interval(numbers.Integral, 1, None, closed="left")],
+        "beta": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "kernel_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "boundary": [StrOptions({"crop", "periodic", "constant"})],
+        "encoder_crop": ["array-like", None],
+        "decoder_crop": [Interval(numbers.Integral, 1, None, closed="left"), "array-like", None],
+        "rollout_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "fill_value": [numbers.Real],
+        "position_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "output_scale": [Interval(numbers.Real, 0, None, closed="neither")],
+        "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "mixed_precision": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_latents=5,
+        beta=None,
+        hidden_channels=16,
+        kernel_size=5,
+        boundary="crop",
+        encoder_crop=None,
+        decoder_crop=None,
+        rollout_steps=None,
+        fill_value=0.0,
+        position_dropout=0.1,
+        output_scale=1e-6,
+        kernel_hidden_factor=None,
+        relevance_threshold=1.0,
+        max_epochs=2000,
+        batch_size=50,
+        lr=1e-3,
+        weight_decay=0.0,
+        mixed_precision=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_latents = n_latents
+        self.beta = beta
+        self.hidden_channels = hidden_channels
+        self.kernel_size = kernel_size
+        self.boundary = boundary
+        self.encoder_crop = encoder_crop
+        self.decoder_crop = decoder_crop
+        self.rollout_steps = rollout_steps
+        self.fill_value = fill_value
+        self.position_dropout = position_dropout
+        self.output_scale = output_scale
+        self.kernel_hidden_factor = kernel_hidden_factor
+        self.relevance_threshold = relevance_threshold
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ helpers
+    _RF = 31  # receptive field of the dynamics encoder
+
+    def _resolve_sizes(self, shape):
+        d = len(shape) - 3
+        enc_default, dec_default, steps_default, beta_default = _DEFAULTS[d]
+        space = tuple(shape[2:-1])
+        enc = _as_tuple(enc_default if self.encoder_crop is None else self.encoder_crop, d + 1, "encoder_crop")
+        if any(e < self._RF for e in enc):
+            raise ValueError(
+                f"encoder_crop={enc} is too small: every entry must be at least {self._RF}, the "
+                "receptive field of the dynamics encoder"
+            )
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        pad = 3 * (self.kernel_size // 2)
+        if self.decoder_crop is None:
+            dec = dec_default if self.boundary == "crop" else space
+        else:
+            dec = self.decoder_crop
+        dec = _as_tuple(dec, d, "decoder_crop")
+        if self.boundary == "crop" and any(s <= 2 * pad for s in dec):
+            raise ValueError(
+                f"decoder_crop={dec} must exceed 2 * {pad} (the boundary padding of kernel_size="
+                f"{self.kernel_size}) along every axis with boundary='crop'"
+            )
+        steps = steps_default if self.rollout_steps is None else int(self.rollout_steps)
+        need_t = max(enc[0], steps + 1)
+        need_space = tuple(max(e, c) for e, c in zip(enc[1:], dec))
+        if shape[1] < need_t or any(s < n for s, n in zip(space, need_space)):
+            raise ValueError(
+                f"DynamicsVAE: X has {shape[1]} frames and spatial size {space}, but the crops need "
+                f"at least {need_t} frames (encoder_crop {enc[0]}, rollout_steps + 1 = {steps + 1}) "
+                f"and spatial size {need_space}; pass smaller encoder_crop/decoder_crop/rollout_steps"
+            )
+        beta = beta_default if self.beta is None else float(self.beta)
+        return d, enc, dec, steps, beta
+
+    def _crop_indices(self, n_samples, T, space, crop, gen, device):
+        """Random crop starts (time: inside, space: periodic) -> gather indices, vectorised."""
+        B = n_samples.shape[0]
+        t0 = torch.randint(0, T - crop[0] + 1, (B,), device=device, generator=gen)
+        idx = [n_samples, t0[:, None] + torch.arange(crop[0], device=device)]
+        for size, c in zip(space, crop[1:]):
+            s0 = torch.randint(0, size, (B,), device=device, generator=gen)
+            idx.append((s0[:, None] + torch.arange(c, device=device)) % size)
+        nd = len(idx)
+        out = []
+        for k, ix in enumerate(idx):
+            shape = [B] + [1] * (nd - 1)
+            if k > 0:
+                shape[k] = ix.shape[1]
+            out.append(ix.reshape(shape))
+        return tuple(out)
+
+    def _gather(self, data, index):
+        """``data`` (n, T, *space, C) on the device -> channels-first crops (B, C, t, *space)."""
+        return data[index].movedim(-1, 1)
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train on trajectories ``X`` (n_samples, T, n_points, C) or (n_samples, T, ny, nx, C).
+
+        ``y`` is ignored (the method is unsupervised). Returns ``self``.
+        """
+        X = check_trajectories(X, estimator="DynamicsVAE", allow_lazy=False, min_frames=2)
+        d, enc, dec, steps, beta = self._resolve_sizes(X.shape)
+        device = resolve_device(self.device)
+        seed = torch_seed(self.random_state)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            self._fit(X, d, enc, dec, steps, beta, device, seed)
+        return self
+
+    def _fit(self, X, d, enc, dec, steps, beta, device, seed):
+        n, T = X.shape[:2]
+        space = X.shape[2:-1]
+        C = X.shape[-1]
+        module = DynamicsVAEModule(
+            C,
+            self.n_latents,
+            d,
+            self.hidden_channels,
+            self.kernel_size,
+            self.kernel_hidden_factor,
+            self.output_scale,
+            position_dropout=self.position_dropout,
+        ).to(device)
+        data = torch.from_numpy(X).to(device)
+        gen = torch_generator(seed + 1, device)
+        bs = min(self.batch_size, n)
+        steps_per_epoch = -(-n // bs)
+        dec_crop = (steps + 1,) + dec
+        boundary = self.boundary
+
+        def make_batches(epoch):
+            perm = torch.randperm(n, device=device, generator=gen)
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                x = self._gather(data, self._crop_indices(idx, T, space, enc, gen, device))
+                t = self._gather(data, self._crop_indices(idx, T, space, dec_crop, gen, device))
+                yield x, t
+
+        def loss_fn(batch):
+            x, t = batch
+            pred, target, mu, logvar = module(
+                x, t, steps, boundary=boundary, fill_value=self.fill_value, generator=gen
+            )
+            mse = torch.mean((pred.float() - target.float()) ** 2)
+            kl = kl_standard_normal(mu, logvar).mean()
+            return mse + beta * kl, {"mse": mse, "kl": kl}
+
+        module.train()
+        self.history_ = train(
+            module.parameters(),
+            loss_fn,
+            make_batches,
+            max_epochs=self.max_epochs,
+            steps_per_epoch=steps_per_epoch,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            device=device,
+            amp=self.mixed_precision,
+            verbose=self.verbose,
+            desc="DynamicsVAE",
+        )
+        module.eval()
+        self.module_ = module
+        self.n_spatial_dims_ = d
+        self.n_channels_in_ = C
+        self.encoder_crop_ = enc
+        self.decoder_crop_ = dec
+        self.rollout_steps_ = steps
+        self.beta_ = beta
+        mu, sigma = self.transform(X, return_std=True)
+        self.latent_stats_ = {"mu_variance": mu.var(axis=0), "mean_sigma2": (sigma**2).mean(axis=0)}
+        from .metrics import relevant_latents
+
+        self.relevant_latents_ = relevant_latents(mu, sigma, threshold=self.relevance_threshold)
+
+    # ------------------------------------------------------------------ inference
+    def _check_X(self, X, min_frames=None):
+        check_is_fitted(self)
+        d = self.n_spatial_dims_
+        rf = self._RF
+        X = check_trajectories(
+            X,
+            spatial_dims=(d,),
+            min_frames=rf if min_frames is None else min_frames,
+            min_space=rf if min_frames is None else None,
+            n_channels=self.n_channels_in_,
+            estimator="DynamicsVAE",
+            allow_lazy=True,
+        )
+        return X
+
+    def transform(self, X, return_std=False):
+        """Latent means of trajectories of any length and size (at least 31 frames and points).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, T, *space, C)
+        return_std : bool, default=False
+            Also return the latent standard deviations.
+
+        Returns
+        -------
+        mu : ndarray (n_samples, n_latents)
+        sigma : ndarray (n_samples, n_latents), only with ``return_std=True``
+        """
+        X = self._check_X(X)
+        device = self._runtime_device()
+        module = self._module_on("module_", device)
+        module.eval()
+        mus, sigmas = [], []
+        with torch.no_grad():
+            for _, batch in iter_batches(X, self.batch_size):
+                if not np.isfinite(batch).all():
+                    raise ValueError("DynamicsVAE: X contains NaN or infinite values")
+                x = torch.from_numpy(batch).to(device).movedim(-1, 1)
+                mu, logvar = module.encode(x)
+                mus.append(mu.cpu().numpy())
+                sigmas.append(torch.exp(0.5 * logvar).cpu().numpy())
+        mu = np.concatenate(mus).astype(np.float64)
+        if return_std:
+            return mu, np.concatenate(sigmas).astype(np.float64)
+        return mu
+
+    def predict(self, X0, n_steps, *, latents=None, context=None, boundary=None, fill_value=None):
+        """Propagate initial states forward with the learned decoder.
+
+        Parameters
+        ----------
+        X0 : array-like (n_samples, *space, C)
+            Initial states (any spatial size).
+        n_steps : int
+            Number of steps to propagate.
+        latents : array-like (n_samples, n_latents), optional
+            Latent parameters to use. Exactly one of ``latents`` and ``context`` must be given.
+        context : array-like (n_samples, T, *space', C), optional
+            Trajectories whose encoded latent means are used.
+        boundary : {"periodic", "constant"}, optional
+            Boundary at each step. ``None``: ``"constant"`` if the model was trained with
+            ``boundary="constant"``, otherwise ``"periodic"``. ``"crop"`` is a training-only mode.
+        fill_value : float, optional
+            Wall value for ``"constant"`` (default: the ``fill_value`` parameter).
+
+        Returns
+        -------
+        ndarray (n_samples, n_steps, *space, C): the states after 1 .. n_steps steps.
+        """
+        check_is_fitted(self)
+        d = self.n_spatial_dims_
+        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        if boundary is None:
+            boundary = "constant" if self.boundary == "constant" else "periodic"
+        if boundary not in ("periodic", "constant"):
+            raise ValueError(
+                f"boundary must be 'periodic' or 'constant' in predict, got {boundary!r} "
+                "('crop' needs the true future edges and is used only in training)"
+            )
+        fill_value = self.fill_value if fill_value is None else float(fill_value)
+        if isinstance(X0, torch.Tensor):
+            X0 = X0.detach().cpu().numpy()
+        X0 = np.asarray(X0, dtype=np.float32)
+        if X0.ndim != d + 2:
+            raise ValueError(
+                f"X0 must be initial states of shape (n_samples, {', '.join(['ny', 'nx'][-d:] if d == 2 else ['n_points'])}, "
+                f"n_channels) with {d + 2} dimensions; got shape {X0.shape}"
+            )
+        if X0.shape[-1] != self.n_channels_in_:
+            raise ValueError(f"X0 has {X0.shape[-1]} channels but the model was fitted with {self.n_channels_in_}")
+        if not np.isfinite(X0).all():
+            raise ValueError("X0 contains NaN or infinite values")
+        if (latents is None) == (context is None):
+            raise ValueError("pass exactly one of latents= (n_samples, n_latents) and context= (trajectories)")
+        if context is not None:
+            latents = self.transform(context)
+        latents = np.asarray(latents, dtype=np.float32)
+        if latents.shape != (X0.shape[0], self.n_latents):
+            raise ValueError(f"latents must have shape {(X0.shape[0], self.n_latents)}, got {latents.shape}")
+        device = self._runtime_device()
+        module = self._module_on("module_", device)
+        module.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, X0.shape[0], self.batch_size):
+                y0 = torch.from_numpy(X0[start : start + self.batch_size]).to(device).movedim(-1, 1)
+                z = torch.from_numpy(latents[start : start + self.batch_size]).to(device)
+                pred = module.decoder(y0, z, int(n_steps), boundary, fill_value=fill_value)
+                out.append(pred.movedim(1, -1).cpu().numpy())
+        return np.concatenate(out)
+
+    def score(self, X, y=None):
+        """Negative mean squared error of the rollout over the training horizon.
+
+        Each trajectory's latents are encoded from ``X`` itself, its first frame is propagated
+        ``min(T - 1, rollout_steps_)`` steps with the default boundary of :meth:`predict`, and
+        the result is compared with the true frames. Higher is better.
+        """
+        X = self._check_X(X)
+        X = np.asarray(X[:]) if not isinstance(X, np.ndarray) else X
+        n_steps = min(X.shape[1] - 1, self.rollout_steps_)
+        pred = self.predict(X[:, 0], n_steps, context=X)
+        return -float(np.mean((pred - X[:, 1 : n_steps + 1]) ** 2))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = False
+        return tags

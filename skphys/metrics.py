@@ -1,0 +1,180 @@
+"""Metrics for learned physical representations.
+
+- :func:`latent_statistics` and :func:`relevant_latents`: which latent parameters carry
+  information (high variance of the means across samples, low mean variance; PDE-VAE Fig. 2).
+- :func:`latent_r2`: linear-fit R^2 of latents against the true parameters, one latent at a time
+  (PDE-VAE Table II) or multivariate on a latent subspace (Table I, e.g. the rotated velocity
+  subspace of convection-diffusion).
+- :func:`linear_fit`: the fitted predictions and their propagated uncertainties for parity plots.
+- :func:`rollout_rmse`: prediction RMSE per time step (PDE-VAE Fig. 6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["latent_statistics", "relevant_latents", "latent_r2", "linear_fit", "rollout_rmse"]
+
+
+def _as_2d(a, name):
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D (n_samples, n_features), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def latent_statistics(mu, sigma):
+    """Variance of the latent means across samples and the mean latent variance.
+
+    Parameters
+    ----------
+    mu, sigma : array-like (n_samples, n_latents)
+        Latent means and standard deviations (e.g. ``DynamicsVAE.transform(X, return_std=True)``).
+
+    Returns
+    -------
+    mu_variance, mean_sigma2 : ndarray (n_latents,)
+    """
+    mu = _as_2d(mu, "mu")
+    sigma = _as_2d(sigma, "sigma")
+    if mu.shape != sigma.shape:
+        raise ValueError(f"mu and sigma must have the same shape, got {mu.shape} and {sigma.shape}")
+    if mu.shape[0] < 2:
+        raise ValueError("at least 2 samples are needed to estimate the variance of mu")
+    return mu.var(axis=0), (sigma**2).mean(axis=0)
+
+
+def relevant_latents(mu, sigma, threshold=1.0):
+    """Indices of the relevant latents, most informative first.
+
+    A latent is relevant when its means vary across samples more than its own uncertainty:
+    ``var(mu) / mean(sigma^2) > threshold``. Collapsed latents sit at the prior (``mu ~ 0``,
+    ``sigma ~ 1`` or somewhat less), so their ratio is far below 1; informative ones have
+    ``var(mu) ~ 1`` and ``sigma^2 << 1``.
+
+    Returns
+    -------
+    ndarray of int, sorted by decreasing ratio.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> mu = np.c_[rng.normal(size=100), 0.01 * rng.normal(size=100)]
+    >>> sigma = np.c_[np.full(100, 0.05), np.full(100, 0.9)]
+    >>> relevant_latents(mu, sigma)
+    array([0])
+    """
+    mu_var, s2 = latent_statistics(mu, sigma)
+    ratio = mu_var / np.maximum(s2, np.finfo(float).tiny)
+    idx = np.flatnonzero(ratio > threshold)
+    return idx[np.argsort(-ratio[idx], kind="stable")]
+
+
+def _r2(y, pred):
+    ss_res = ((y - pred) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    return 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
+
+
+def linear_fit(latents, y, sigma=None):
+    """Least-squares fit ``y ~ latents @ A + b`` with the predictions' propagated uncertainty.
+
+    Parameters
+    ----------
+    latents : array-like (n_samples, k) or (n_samples,)
+    y : array-like (n_samples, n_params) or (n_samples,)
+    sigma : array-like like ``latents``, optional
+        Latent standard deviations; the prediction's std is ``sqrt(sum_j (A_jp sigma_j)^2)``
+        (use ``1.96 *`` that for the 95% intervals of the paper's parity plots).
+
+    Returns
+    -------
+    dict with ``pred`` (n_samples, n_params), ``coef`` (k, n_params), ``intercept`` (n_params,),
+    ``r2`` (n_params,) and, with ``sigma``, ``pred_std`` (n_samples, n_params).
+    """
+    Z = _as_2d(latents, "latents")
+    Y = _as_2d(y, "y")
+    if Z.shape[0] != Y.shape[0]:
+        raise ValueError(f"latents and y have {Z.shape[0]} and {Y.shape[0]} samples")
+    if Z.shape[0] <= Z.shape[1]:
+        raise ValueError(f"need more samples ({Z.shape[0]}) than latents ({Z.shape[1]}) for a linear fit")
+    A = np.c_[Z, np.ones(len(Z))]
+    sol, *_ = np.linalg.lstsq(A, Y, rcond=None)
+    coef, intercept = sol[:-1], sol[-1]
+    pred = A @ sol
+    out = {"pred": pred, "coef": coef, "intercept": intercept, "r2": _r2(Y, pred)}
+    if sigma is not None:
+        S = _as_2d(sigma, "sigma")
+        if S.shape != Z.shape:
+            raise ValueError(f"sigma must have the shape of latents {Z.shape}, got {S.shape}")
+        out["pred_std"] = np.sqrt((S**2) @ (coef**2))
+    return out
+
+
+def latent_r2(latents, y, multivariate=False):
+    """Linear-fit R^2 of latents against true parameters.
+
+    Parameters
+    ----------
+    latents : array-like (n_samples, k)
+        Usually the relevant latents, ``mu[:, model.relevant_latents_]``.
+    y : array-like (n_samples, n_params) or (n_samples,)
+    multivariate : bool, default=False
+        ``False``: one fit per (latent, parameter) pair, returning a ``(k, n_params)`` matrix
+        (the paper's Table II). ``True``: one multivariate fit per parameter on all ``k``
+        latents, returning ``(n_params,)`` (used for a rotated subspace, e.g. vx and vy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> v = rng.normal(size=(200, 2))
+    >>> R = np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]])
+    >>> z = v @ R.T                      # a rotated representation of (vx, vy)
+    >>> bool((latent_r2(z, v) < 0.9).all()), bool((latent_r2(z, v, multivariate=True) > 0.999).all())
+    (True, True)
+    """
+    Z = _as_2d(latents, "latents")
+    Y = _as_2d(y, "y")
+    if multivariate:
+        return linear_fit(Z, Y)["r2"]
+    return np.stack([linear_fit(Z[:, j], Y)["r2"] for j in range(Z.shape[1])])
+
+
+def rollout_rmse(y_true, y_pred, time_axis=1):
+    """Root-mean-square prediction error at each time step, averaged over samples.
+
+    For each sample and step the RMSE is taken over space and channels; the result is the mean
+    of those over samples (the paper's Fig. 6).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like (n_samples, n_steps, *space, C)
+    time_axis : int, default=1
+
+    Returns
+    -------
+    ndarray (n_steps,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rollout_rmse(np.zeros((2, 3, 4, 1)), np.full((2, 3, 4, 1), 0.5))
+    array([0.5, 0.5, 0.5])
+    """
+    a = np.asarray(y_true, dtype=np.float64)
+    b = np.asarray(y_pred, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {a.shape} and {b.shape}")
+    if a.ndim < 3:
+        raise ValueError(f"expected (n_samples, n_steps, *space, C) arrays, got shape {a.shape}")
+    a = np.moveaxis(a, time_axis, 1)
+    b = np.moveaxis(b, time_axis, 1)
+    err = (a - b) ** 2
+    per_sample = np.sqrt(err.reshape(err.shape[0], err.shape[1], -1).mean(axis=-1))
+    return per_sample.mean(axis=0)

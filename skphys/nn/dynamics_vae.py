@@ -1,0 +1,337 @@
+"""Modules of the physics VAE of Lu, Ariño Bernad & Soljačić (PDE-VAE): a dilated-convolution
+*dynamics encoder* with inverse-variance-weighted averaging, and a *propagating decoder* whose
+convolution kernels and biases are produced from the latent parameters by small MLPs.
+
+Tensors are channels-first: trajectories ``(N, C, T, *space)``, states ``(N, C, *space)``, with one
+or two spatial axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "DynamicsEncoder",
+    "inverse_variance_weighting",
+    "dynamic_conv",
+    "dynamic_conv_unfold",
+    "LatentToKernel",
+    "PropagatingDecoder",
+    "DynamicsVAEModule",
+    "kl_standard_normal",
+]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+class DynamicsEncoder(nn.Module):
+    """Dilated convolutions over (t, space) giving local latent means and log-variances.
+
+    Four convolutions (kernel 3, dilations 1, 2, 4, 8, ReLU, no padding) shared by both heads,
+    then one 1x1 convolution per head. The receptive field is ``1 + 2 * (1 + 2 + 4 + 8) = 31``
+    along every axis, so inputs need at least 31 frames and points per axis.
+
+    Parameters
+    ----------
+    in_channels : int
+        Data channels.
+    n_latents : int
+        Number of latent parameters.
+    n_spatial_dims : {1, 2}
+        Spatial axes of the data (the convolutions are 2-D or 3-D).
+    widths : sequence of 4 int, optional
+        Widths of the shared layers; (4, 16, 64, 64) for 1-D data, (8, 64, 64, 64) for 2-D.
+    """
+
+    def __init__(self, in_channels, n_latents, n_spatial_dims=1, widths=None, kernel_size=3, dilations=(1, 2, 4, 8)):
+        super().__init__()
+        if n_spatial_dims not in (1, 2):
+            raise ValueError(f"n_spatial_dims must be 1 or 2, got {n_spatial_dims}")
+        if widths is None:
+            widths = (4, 16, 64, 64) if n_spatial_dims == 1 else (8, 64, 64, 64)
+        if len(widths) != len(dilations):
+            raise ValueError("widths and dilations must have the same length")
+        conv = nn.Conv2d if n_spatial_dims == 1 else nn.Conv3d
+        layers = []
+        c = in_channels
+        for w, d in zip(widths, dilations):
+            layers += [conv(c, w, kernel_size, dilation=d), nn.ReLU()]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.mu_head = conv(c, n_latents, 1)
+        self.logvar_head = conv(c, n_latents, 1)
+        self.n_spatial_dims = n_spatial_dims
+        self.receptive_field = 1 + (kernel_size - 1) * sum(dilations)
+
+    def forward(self, x):
+        """``x`` (N, C, T, *space) -> local ``(mu, logvar)``, each (N, n_latents, T', *space')."""
+        h = self.features(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+
+def inverse_variance_weighting(mu, logvar, correction):
+    """Inverse-variance-weighted average of local estimates over all positions.
+
+    ``w = softmax(-logvar)``, ``mu_z = sum(w * mu)`` and
+    ``logvar_z = -logsumexp(-logvar) + log(correction)``, i.e. ``sigma_z^2 = C / sum(sigma^-2)``.
+    Positions whose ``logvar`` is ``+inf`` are ignored.
+
+    Parameters
+    ----------
+    mu, logvar : Tensor (N, L, *positions)
+    correction : float
+        The constant ``C`` that corrects for correlated neighbouring positions.
+
+    Returns
+    -------
+    mu_z, logvar_z : Tensor (N, L)
+    """
+    mu = mu.flatten(2).float()
+    logvar = logvar.flatten(2).float()
+    w = torch.softmax(-logvar, dim=-1)
+    mu_z = (w * mu).sum(-1)
+    logvar_z = -torch.logsumexp(-logvar, dim=-1) + math.log(correction)
+    return mu_z, logvar_z
+
+
+def dynamic_conv(x, weight, bias=None):
+    """Convolution with a different kernel per sample, as one grouped convolution ("valid").
+
+    Parameters
+    ----------
+    x : Tensor (B, C_in, *space)
+    weight : Tensor (B, C_out, C_in, *kernel)
+    bias : Tensor (B, C_out), optional
+
+    Returns
+    -------
+    Tensor (B, C_out, *(space - kernel + 1))
+    """
+    B, c_in = x.shape[:2]
+    c_out = weight.shape[1]
+    nd = x.dim() - 2
+    out = _CONV[nd](
+        x.reshape(1, B * c_in, *x.shape[2:]),
+        weight.reshape(B * c_out, c_in, *weight.shape[3:]),
+        None if bias is None else bias.reshape(B * c_out),
+        groups=B,
+    )
+    return out.reshape(B, c_out, *out.shape[2:])
+
+
+def dynamic_conv_unfold(x, weight, bias=None):
+    """Reference implementation of :func:`dynamic_conv` with ``unfold`` + batched matmul (the
+    formulation of the published code; kept for tests and the benchmark's "before")."""
+    B, c_in = x.shape[:2]
+    c_out = weight.shape[1]
+    nd = x.dim() - 2
+    if nd == 1:
+        x2 = x.unsqueeze(2)
+        ksize = (1, weight.shape[-1])
+    elif nd == 2:
+        x2 = x
+        ksize = tuple(weight.shape[-2:])
+    else:
+        raise ValueError("dynamic_conv_unfold supports 1 or 2 spatial axes")
+    cols = F.unfold(x2, ksize)  # (B, C_in * prod(k), L)
+    out = torch.bmm(weight.reshape(B, c_out, -1), cols)
+    if bias is not None:
+        out = out + bias.unsqueeze(-1)
+    out_space = [s - k + 1 for s, k in zip(x.shape[2:], weight.shape[3:])]
+    return out.reshape(B, c_out, *out_space)
+
+
+class LatentToKernel(nn.Module):
+    """MLPs mapping latent parameters to one dynamic convolution's kernel and bias.
+
+    One hidden layer (ReLU) each: ``hidden_factor * C_in * C_out`` units for the kernel and
+    ``4 * C_out`` for the bias, as in the paper (``hidden_factor`` 4 for 1-D, 16 for 2-D).
+    """
+
+    def __init__(self, n_latents, in_channels, out_channels, kernel_size, n_spatial_dims, hidden_factor=4):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_shape = (out_channels, in_channels) + (kernel_size,) * n_spatial_dims
+        n_kernel = math.prod(self.kernel_shape)
+        hk = hidden_factor * in_channels * out_channels
+        hb = 4 * out_channels
+        self.kernel_net = nn.Sequential(nn.Linear(n_latents, hk), nn.ReLU(), nn.Linear(hk, n_kernel))
+        self.bias_net = nn.Sequential(nn.Linear(n_latents, hb), nn.ReLU(), nn.Linear(hb, out_channels))
+
+    def forward(self, z):
+        """``z`` (B, n_latents) -> ``(weight (B, C_out, C_in, *kernel), bias (B, C_out))``."""
+        return self.kernel_net(z).reshape(z.shape[0], *self.kernel_shape), self.bias_net(z)
+
+
+class PropagatingDecoder(nn.Module):
+    """Recurrent decoder ``y_{t+1} = y_t + c * tanh(s * f(y_t) / c)`` with dynamic convolutions.
+
+    ``f`` is three dynamic convolutions (``C -> hidden -> hidden -> C``, ReLU between, no padding)
+    whose kernels and biases come from :class:`LatentToKernel` MLPs of the latents ``z``; ``c`` is
+    a learnable cutoff initialised to 1 and ``s`` a fixed prefactor (``1e-6`` in the paper).
+    The state is padded once per step by ``pad = 3 * (kernel_size // 2)`` points on each side:
+
+    - ``"crop"``: with the edges of the true target frame (training on crops);
+    - ``"periodic"``: circularly;
+    - ``"constant"``: with a constant (Dirichlet walls).
+    """
+
+    def __init__(
+        self,
+        channels,
+        n_latents,
+        n_spatial_dims=1,
+        hidden_channels=16,
+        kernel_size=5,
+        hidden_factor=None,
+        output_scale=1e-6,
+        conv_impl="grouped",
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if hidden_factor is None:
+            hidden_factor = 4 if n_spatial_dims == 1 else 16
+        widths = [channels, hidden_channels, hidden_channels, channels]
+        self.layers = nn.ModuleList(
+            LatentToKernel(n_latents, widths[i], widths[i + 1], kernel_size, n_spatial_dims, hidden_factor)
+            for i in range(3)
+        )
+        self.cutoff = nn.Parameter(torch.ones(()))
+        self.output_scale = float(output_scale)
+        self.n_spatial_dims = n_spatial_dims
+        self.pad = len(self.layers) * (kernel_size // 2)
+        self.conv_impl = conv_impl
+
+    def kernels(self, z):
+        """The per-sample kernels and biases for latents ``z``: a list of ``(weight, bias)``."""
+        return [layer(z) for layer in self.layers]
+
+    def _pad(self, y, boundary, edge_frame=None, fill_value=0.0):
+        p = [self.pad] * (2 * self.n_spatial_dims)
+        if boundary == "periodic":
+            return F.pad(y, p, mode="circular")
+        if boundary == "constant":
+            return F.pad(y, p, mode="constant", value=float(fill_value))
+        if boundary == "crop":
+            # interior from the prediction, border from the true frame
+            mask = torch.ones_like(edge_frame[:1, :1])
+            inner = (slice(None), slice(None)) + (slice(self.pad, -self.pad),) * self.n_spatial_dims
+            mask[inner] = 0
+            return F.pad(y, p) + edge_frame * mask
+        raise ValueError(f"boundary must be 'crop', 'periodic' or 'constant', got {boundary!r}")
+
+    def step(self, y, kernels, boundary="periodic", edge_frame=None, fill_value=0.0):
+        """One propagation step of the state ``y`` (B, C, *space)."""
+        conv = dynamic_conv if self.conv_impl == "grouped" else dynamic_conv_unfold
+        h = self._pad(y, boundary, edge_frame, fill_value)
+        last = len(kernels) - 1
+        for i, (w, b) in enumerate(kernels):
+            h = conv(h, w, b)
+            if i < last:
+                h = F.relu(h)
+        c = self.cutoff
+        return y + c * torch.tanh(self.output_scale * h.float() / c)
+
+    def forward(self, y0, z, n_steps, boundary="periodic", edges=None, fill_value=0.0):
+        """Propagate ``n_steps`` steps.
+
+        Parameters
+        ----------
+        y0 : Tensor (B, C, *space)
+            Initial state; with ``boundary="crop"`` the interior of the first target frame.
+        z : Tensor (B, n_latents)
+        n_steps : int
+        boundary : {"crop", "periodic", "constant"}
+        edges : Tensor (B, C, >= n_steps, *(space + 2 * pad)), optional
+            Target frames ``y_0 .. y_{n_steps-1}`` whose borders pad the state (``"crop"`` only).
+
+        Returns
+        -------
+        Tensor (B, C, n_steps, *space): the predicted states ``y_1 .. y_{n_steps}``.
+        """
+        if boundary == "crop" and (edges is None or edges.shape[2] < n_steps):
+            raise ValueError("boundary='crop' needs the target frames whose edges pad the state")
+        kernels = self.kernels(z)
+        y = y0.float()
+        out = []
+        for t in range(n_steps):
+            y = self.step(y, kernels, boundary, None if edges is None else edges[:, :, t], fill_value)
+            out.append(y)
+        return torch.stack(out, dim=2)
+
+
+class DynamicsVAEModule(nn.Module):
+    """Dynamics encoder + inverse-variance weighting + reparameterisation + propagating decoder.
+
+    ``position_dropout`` drops a random fraction of the encoder's positions from the weighted
+    average during training (their log-variance set to ``+inf``) and scales the correlation
+    correction by ``1 - position_dropout``.
+    """
+
+    def __init__(
+        self,
+        channels,
+        n_latents=5,
+        n_spatial_dims=1,
+        hidden_channels=16,
+        kernel_size=5,
+        hidden_factor=None,
+        output_scale=1e-6,
+        encoder_widths=None,
+        position_dropout=0.1,
+    ):
+        super().__init__()
+        self.encoder = DynamicsEncoder(channels, n_latents, n_spatial_dims, encoder_widths)
+        self.decoder = PropagatingDecoder(
+            channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale
+        )
+        self.position_dropout = float(position_dropout)
+        self.n_latents = n_latents
+
+    def correction(self, out_shape, dropout=0.0):
+        """``C = prod(min(receptive_field, n))`` over the encoder's output axes, times ``1 - p``."""
+        rf = self.encoder.receptive_field
+        return math.prod(min(rf, n) for n in out_shape) * (1.0 - dropout)
+
+    def encode(self, x, generator=None):
+        """``x`` (N, C, T, *space) -> ``(mu_z, logvar_z)`` (N, n_latents)."""
+        mu, logvar = self.encoder(x)
+        logvar = logvar.float()
+        p = self.position_dropout if self.training else 0.0
+        if p > 0:
+            keep_shape = (logvar.shape[0], 1) + tuple(logvar.shape[2:])
+            drop = torch.rand(keep_shape, device=logvar.device, generator=generator) < p
+            # never drop every position of a sample
+            drop = drop & ~drop.flatten(1).all(dim=1).view(-1, *([1] * (drop.dim() - 1)))
+            logvar = logvar.masked_fill(drop, float("inf"))
+        return inverse_variance_weighting(mu, logvar, self.correction(mu.shape[2:], p))
+
+    def forward(self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None):
+        """Encode ``x``, propagate the first frame of ``target`` and return
+        ``(prediction, target_frames, mu_z, logvar_z)``; the prediction and the frames it is
+        compared with are (N, C, n_steps, *space) (interior only with ``boundary="crop"``)."""
+        mu_z, logvar_z = self.encode(x, generator)
+        z = mu_z
+        if sample:
+            eps = torch.randn(mu_z.shape, device=mu_z.device, generator=generator)
+            z = mu_z + torch.exp(0.5 * logvar_z) * eps
+        if n_steps is None:
+            n_steps = target.shape[2] - 1
+        if boundary == "crop":
+            p = self.decoder.pad
+            inner = (slice(None), slice(None), slice(None)) + (slice(p, -p),) * self.decoder.n_spatial_dims
+            interior = target[inner]
+            pred = self.decoder(interior[:, :, 0], z, n_steps, "crop", edges=target)
+            return pred, interior[:, :, 1 : n_steps + 1], mu_z, logvar_z
+        pred = self.decoder(target[:, :, 0], z, n_steps, boundary, fill_value=fill_value)
+        return pred, target[:, :, 1 : n_steps + 1], mu_z, logvar_z
+
+
+def kl_standard_normal(mu, logvar):
+    """``KL(N(mu, exp(logvar)) || N(0, 1))`` summed over latents, per sample."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(-1)
