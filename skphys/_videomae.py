@@ -1,0 +1,426 @@
+"""VideoMAE embedder: a masked-autoencoder ViT pretrained on physical trajectories."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import (
+    TorchEstimatorMixin,
+    autocast,
+    check_finite_batch,
+    check_trajectories,
+    is_lazy,
+    iter_batches,
+    resolve_device,
+    to_channels_first,
+    torch_generator,
+    torch_seed,
+)
+from ._training import train
+from .nn.vit import VideoMAE
+
+__all__ = ["VideoMAEEmbedder"]
+
+_WHO = "VideoMAEEmbedder"
+
+
+def _read_rows(X, idx):
+    """Rows ``idx`` of an array or lazy array-like, as float32 numpy (sorted reads for h5py)."""
+    idx = np.asarray(idx)
+    if isinstance(X, np.ndarray):
+        return X[idx]
+    order = np.argsort(idx, kind="stable")
+    rows = np.asarray(X[idx[order]], dtype=np.float32)
+    check_finite_batch(rows, f"{_WHO}: ")
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+    """Masked-autoencoder video transformer (VideoMAE) for spatiotemporal physical fields.
+
+    A ViT with tubelet patch embedding (``tubelet_size x patch_size x patch_size``) and fixed 3-D
+    sinusoidal positions is pretrained by tube masking (the same random spatial mask for every
+    frame, ``mask_ratio`` of the patches hidden) and a light transformer decoder that reconstructs
+    the per-patch normalized values of every physical channel of the masked patches. The
+    defaults are the JEPA paper's ViT-S/16 (width 384, depth 12, 6 heads; decoder 192 wide,
+    4 deep). Fields are normalized per channel with statistics learned in ``fit``. ``fit``
+    draws one random ``n_frames`` window from every trajectory per epoch; ``transform`` encodes
+    the first ``n_frames`` frames of each trajectory with no masking.
+
+    Parameters
+    ----------
+    n_frames : int, default=16
+        Frames per window; a multiple of ``tubelet_size``.
+    patch_size : int, default=16
+        Spatial patch size; every spatial axis must be a multiple of it (for 1-D systems the
+        patch is ``1 x patch_size``).
+    tubelet_size : int, default=2
+        Temporal patch size.
+    embed_dim : int, default=384
+        Encoder width (the width of the returned tokens).
+    depth : int, default=12
+        Number of encoder blocks.
+    n_heads : int, default=6
+        Encoder attention heads; must divide ``embed_dim``.
+    mlp_ratio : float, default=4.0
+        Hidden width of the MLPs relative to the block width.
+    decoder_embed_dim : int, default=192
+        Decoder width.
+    decoder_depth : int, default=4
+        Number of decoder blocks.
+    decoder_n_heads : int, default=3
+        Decoder attention heads; must divide ``decoder_embed_dim``.
+    mask_ratio : float, default=0.9
+        Fraction of the spatial patches hidden (tube masking); at least one patch stays visible.
+    pooling : {None, "mean"}, default=None
+        ``None``: ``transform`` returns all tokens ``(n_samples, n_tokens, embed_dim)``.
+        ``"mean"``: the mean token ``(n_samples, embed_dim)``.
+    normalize : bool, default=True
+        Standardize each physical channel with its mean and std over the training set.
+    max_epochs : int, default=20
+        Pretraining epochs (one random window per trajectory and epoch).
+    batch_size : int, default=8
+        Windows per optimisation step; also the batch size of ``transform``.
+    lr : float, default=1.5e-4
+        Peak AdamW learning rate (cosine schedule, betas (0.9, 0.95)).
+    weight_decay : float, default=0.05
+        AdamW weight decay.
+    warmup_epochs : int, default=0
+        Linear LR warmup epochs before the cosine decay.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available (with bf16 autocast), else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, the windows and the masks: ``fit`` is reproducible on a
+        given device.
+    verbose : int, default=0
+        0 silent, 1 progress bar, 2 one line per epoch.
+
+    Attributes
+    ----------
+    module_ : skphys.nn.vit.VideoMAE
+        The fitted encoder and decoder.
+    channel_mean_, channel_std_ : ndarray of shape (n_channels,)
+        Field normalization statistics (zeros and ones when ``normalize=False``).
+    n_channels_ : int
+        Number of physical channels seen in ``fit``.
+    spatial_shape_ : tuple of int
+        Spatial size seen in ``fit``; ``transform`` requires the same.
+    token_grid_ : tuple of int
+        Token grid ``(n_frames / tubelet, H / patch, W / patch)`` (``H`` is 1 for 1-D systems).
+    n_tokens_ : int
+        Tokens per window, the product of ``token_grid_``.
+    history_ : list of dict
+        One record per epoch (``loss``, ``lr``, ``epoch``).
+
+    See Also
+    --------
+    skphys.JEPAEmbedder : Joint-embedding predictive pretraining (latent prediction).
+    skphys.AttentiveProbeRegressor : Probe that regresses parameters from the tokens.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skphys import VideoMAEEmbedder
+    >>> X = np.random.default_rng(0).normal(size=(6, 6, 8, 8, 2)).astype("float32")
+    >>> emb = VideoMAEEmbedder(n_frames=4, patch_size=4, embed_dim=12, depth=1, n_heads=2,
+    ...                        decoder_embed_dim=6, decoder_depth=1, decoder_n_heads=1,
+    ...                        max_epochs=2, batch_size=3, device="cpu", random_state=0)
+    >>> emb.fit_transform(X).shape
+    (6, 8, 12)
+    >>> emb.set_params(pooling="mean").transform(X).shape
+    (6, 12)
+    """
+
+    _parameter_constraints = {
+        "n_frames": [Interval(numbers.Integral, 1, None, closed="left")],
+        "patch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tubelet_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "embed_dim": [Interval(numbers.Integral, 6, None, closed="left")],
+        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "mlp_ratio": [Interval(numbers.Real, 0, None, closed="neither")],
+        "decoder_embed_dim": [Interval(numbers.Integral, 6, None, closed="left")],
+        "decoder_depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        "decoder_n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="left")],
+        "pooling": [None, StrOptions({"mean"})],
+        "normalize": ["boolean"],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_frames=16,
+        patch_size=16,
+        tubelet_size=2,
+        embed_dim=384,
+        depth=12,
+        n_heads=6,
+        mlp_ratio=4.0,
+        decoder_embed_dim=192,
+        decoder_depth=4,
+        decoder_n_heads=3,
+        mask_ratio=0.9,
+        pooling=None,
+        normalize=True,
+        max_epochs=20,
+        batch_size=8,
+        lr=1.5e-4,
+        weight_decay=0.05,
+        warmup_epochs=0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_frames = n_frames
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.decoder_embed_dim = decoder_embed_dim
+        self.decoder_depth = decoder_depth
+        self.decoder_n_heads = decoder_n_heads
+        self.mask_ratio = mask_ratio
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_sizes(self, shape):
+        """Check the architecture against the data shape ``(n, T, *space, C)``."""
+        if self.n_frames % self.tubelet_size:
+            raise ValueError(
+                f"{_WHO}: n_frames={self.n_frames} is not a multiple of tubelet_size={self.tubelet_size}"
+            )
+        if self.embed_dim % self.n_heads:
+            raise ValueError(f"{_WHO}: embed_dim={self.embed_dim} is not divisible by n_heads={self.n_heads}")
+        if self.decoder_embed_dim % self.decoder_n_heads:
+            raise ValueError(
+                f"{_WHO}: decoder_embed_dim={self.decoder_embed_dim} is not divisible by "
+                f"decoder_n_heads={self.decoder_n_heads}"
+            )
+        space = tuple(int(s) for s in shape[2:-1])
+        bad = [s for s in space if s % self.patch_size]
+        if bad:
+            raise ValueError(
+                f"{_WHO}: spatial size {space} is not a multiple of patch_size={self.patch_size}; "
+                "crop or resample the fields, or choose a patch size that divides them"
+            )
+        return space
+
+    def _windows_tensor(self, batch, device):
+        """``(n, T>=n_frames, *space, C)`` numpy -> normalized channels-first tensor on device."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if device.type == "cuda":
+            x = x.pin_memory().to(device, non_blocking=True)
+        mean = torch.as_tensor(self.channel_mean_, dtype=torch.float32, device=device)
+        std = torch.as_tensor(self.channel_std_, dtype=torch.float32, device=device)
+        x = (x.to(device) - mean) / std
+        return to_channels_first(x)
+
+    def _field_stats(self, X):
+        n_ch = X.shape[-1]
+        if not self.normalize:
+            return np.zeros(n_ch, np.float32), np.ones(n_ch, np.float32)
+        total = np.zeros(n_ch)
+        total_sq = np.zeros(n_ch)
+        count = 0
+        for _, batch in iter_batches(X, max(1, self.batch_size)):
+            if is_lazy(X):
+                check_finite_batch(batch, f"{_WHO}: ")
+            b = batch.reshape(-1, n_ch).astype(np.float64)
+            total += b.sum(0)
+            total_sq += (b * b).sum(0)
+            count += b.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    # ------------------------------------------------------------------ scikit-learn API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Pretrain the masked autoencoder on trajectories ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_frames_total, ny, nx, n_channels) or \
+(n_samples, n_frames_total, n_points, n_channels)
+            Trajectories with at least ``n_frames`` frames (or a lazy array-like).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : VideoMAEEmbedder
+        """
+        X = check_trajectories(
+            X, spatial_dims=(1, 2), min_frames=self.n_frames, min_space=self.patch_size, estimator=_WHO
+        )
+        space = self._check_sizes(X.shape)
+        device = resolve_device(self.device)
+        rng = np.random.RandomState(torch_seed(self.random_state))
+        init_seed = int(rng.randint(0, 2**31 - 1))
+        mask_seed = int(rng.randint(0, 2**31 - 1))
+        n, t_total, n_ch = X.shape[0], X.shape[1], X.shape[-1]
+
+        self.channel_mean_, self.channel_std_ = self._field_stats(X)
+        self.n_channels_ = int(n_ch)
+        self.spatial_shape_ = space
+        p = self.patch_size
+        grid_space = (1, space[0] // p) if len(space) == 1 else (space[0] // p, space[1] // p)
+        self.token_grid_ = (self.n_frames // self.tubelet_size, *grid_space)
+        self.n_tokens_ = int(math.prod(self.token_grid_))
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            module = VideoMAE(
+                n_ch,
+                patch_size=self.patch_size,
+                tubelet_size=self.tubelet_size,
+                embed_dim=self.embed_dim,
+                depth=self.depth,
+                n_heads=self.n_heads,
+                decoder_dim=self.decoder_embed_dim,
+                decoder_depth=self.decoder_depth,
+                decoder_heads=self.decoder_n_heads,
+                mlp_ratio=self.mlp_ratio,
+                spatial_ndim=len(space),
+            )
+        module.to(device).train()
+        self.module_ = module
+        gen = torch_generator(mask_seed, device=device)
+        steps = math.ceil(n / self.batch_size)
+        n_frames = self.n_frames
+
+        def make_batches(epoch):
+            order = rng.permutation(n)
+            for s in range(0, n, self.batch_size):
+                idx = order[s : s + self.batch_size]
+                starts = rng.randint(0, t_total - n_frames + 1, size=len(idx))
+                if isinstance(X, np.ndarray):
+                    batch = np.stack([X[i, t0 : t0 + n_frames] for i, t0 in zip(idx, starts)])
+                else:
+                    rows = _read_rows(X, idx)
+                    batch = np.stack([r[t0 : t0 + n_frames] for r, t0 in zip(rows, starts)])
+                yield self._windows_tensor(batch, device)
+
+        def loss_fn(batch):
+            loss = module.loss(batch, mask_ratio=self.mask_ratio, generator=gen)
+            return loss, {}
+
+        self.history_ = train(
+            module.parameters(),
+            loss_fn,
+            make_batches,
+            max_epochs=self.max_epochs,
+            steps_per_epoch=steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            betas=(0.9, 0.95),
+            schedule="cosine",
+            warmup_epochs=self.warmup_epochs,
+            final_lr_ratio=0.01,
+            device=device,
+            verbose=self.verbose,
+            desc=_WHO,
+        )
+        module.eval()
+        return self
+
+    def transform(self, X):
+        """Encode the first ``n_frames`` frames of each trajectory (no masking).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_frames_total, *space, n_channels)
+            Trajectories with the spatial size and channels seen in ``fit`` and at least
+            ``n_frames`` frames (or a lazy array-like, read in batches).
+
+        Returns
+        -------
+        tokens : ndarray of float32, shape (n_samples, n_tokens_, embed_dim), \
+or (n_samples, embed_dim) with ``pooling="mean"``
+        """
+        check_is_fitted(self, "module_")
+        if self.pooling not in (None, "mean"):
+            raise ValueError(f"{_WHO}: pooling must be None or 'mean', got {self.pooling!r}")
+        X = check_trajectories(
+            X, spatial_dims=(len(self.spatial_shape_),), min_frames=self.n_frames,
+            n_channels=self.n_channels_, estimator=_WHO,
+        )
+        space = tuple(int(s) for s in X.shape[2:-1])
+        if space != tuple(self.spatial_shape_):
+            raise ValueError(
+                f"{_WHO}: X has spatial size {space} but the embedder was fitted on {tuple(self.spatial_shape_)}"
+            )
+        device = self._runtime_device()
+        module = self._module_on("module_", device).eval()
+        width = module.embed_dim
+        shape = (X.shape[0], width) if self.pooling == "mean" else (X.shape[0], self.n_tokens_, width)
+        out = np.empty(shape, dtype=np.float32)
+        lazy = is_lazy(X)
+        with torch.inference_mode(), autocast(device):
+            for start, batch in iter_batches(X, self.batch_size):
+                if lazy:
+                    check_finite_batch(batch, f"{_WHO}: ")
+                x = self._windows_tensor(batch[:, : self.n_frames], device)
+                tok = module(x).float()
+                if self.pooling == "mean":
+                    tok = tok.mean(dim=1)
+                out[start : start + len(batch)] = tok.cpu().numpy()
+        return out
+
+    def reconstruction_loss(self, X, random_state=0):
+        """Mean masked-patch reconstruction MSE (per-patch normalized target) on ``X``.
+
+        Uses the first ``n_frames`` frames and masks drawn from ``random_state``. A model that
+        predicts zeros (the target's per-channel patch mean) scores 1.0.
+        """
+        check_is_fitted(self, "module_")
+        X = check_trajectories(
+            X, spatial_dims=(len(self.spatial_shape_),), min_frames=self.n_frames,
+            n_channels=self.n_channels_, estimator=_WHO,
+        )
+        device = self._runtime_device()
+        module = self._module_on("module_", device).eval()
+        gen = torch_generator(torch_seed(random_state), device=device)
+        total, count = 0.0, 0
+        with torch.inference_mode(), autocast(device):
+            for _, batch in iter_batches(X, self.batch_size):
+                x = self._windows_tensor(batch[:, : self.n_frames], device)
+                total += float(module.loss(x, mask_ratio=self.mask_ratio, generator=gen)) * len(batch)
+                count += len(batch)
+        return total / count
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
