@@ -3,6 +3,7 @@
 import glob
 import os
 import pickle
+import re
 import tracemalloc
 
 import h5py
@@ -523,3 +524,105 @@ def test_lazy_windows_detects_changed_files(lazy_setup):
     write_well(_bunch_1d(n=2, T=12), os.path.dirname(os.path.dirname(path)), "waves", overwrite=True)
     with pytest.raises(ValueError, match="changed since"):
         X2[0]
+
+
+def test_lazy_batches_read_whole_trajectories_once(tmp_path, monkeypatch):
+    b = _bunch_1d(n=5, T=12, nx=8)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
+    eager = np.stack([b.data[i, s : s + 4] for i in range(5) for s in range(0, 9, 2)])  # stride 2
+    X = load_well(path, n_frames=4, stride=2, lazy=True).data
+    calls = []
+    original = WellDataset.__getitem__
+    monkeypatch.setattr(WellDataset, "__getitem__", lambda self, i: calls.append(self.n_steps_input) or original(self, i))
+    np.testing.assert_array_equal(X[:], eager)
+    assert calls == [12] * 5  # one read of each whole trajectory
+    calls.clear()
+    idx = [0, 1, 2, 7, 24]  # 3 windows of trajectory 0 (12 of its 12 frames): whole; others: per window
+    np.testing.assert_array_equal(X[idx], eager[idx])
+    assert sorted(calls) == [4, 4, 12]
+
+
+# --------------------------------------------------------------------------------------------------
+# simulators and the command line
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "system, kwargs",
+    [
+        ("convection_diffusion", dict(n_points=8, n_frames=6)),
+        ("nonlinear_schrodinger", dict(n_points=16, n_frames=6, t_max=0.05)),
+    ],
+)
+def test_simulator_round_trip(tmp_path, system, kwargs):
+    from skphys.datasets import make_system
+
+    b = make_system(system, 3, random_state=0, device="cpu", **kwargs)
+    path = write_well(b, tmp_path, system, n_trajectories_per_file=2)
+    ds = WellDataset(path=path, well_split_name="train", n_steps_input=6, n_steps_output=0, use_normalization=False)
+    assert len(ds) == 3
+    for i in range(3):
+        s = ds[i]
+        np.testing.assert_array_equal(s["input_fields"].numpy(), b.data[i])
+        np.testing.assert_array_equal(s["constant_scalars"].numpy(), b.target[i])
+    back = load_well(path, n_frames=6)
+    assert back.data.dtype == np.float32
+    np.testing.assert_array_equal(back.data, b.data)
+    np.testing.assert_array_equal(back.target, b.target)
+    assert back.target_names == list(b.target_names) and back.field_names == list(b.field_names)
+    assert back.dim_names == tuple(b.dim_names) and back.boundary_conditions == dict(b.boundary_conditions)
+    assert back.dt == pytest.approx(b.dt, rel=1e-12)
+    np.testing.assert_array_equal(back.time, b.time)
+
+
+def test_cli_writes_a_loadable_dataset(tmp_path, capsys):
+    from skphys.datasets import make_system
+    from skphys.datasets.__main__ import main
+
+    argv = ["convection_diffusion", "--n-samples", "3", "--root", str(tmp_path), "--seed", "4", "--device", "cpu",
+            "--n-points", "8", "--n-frames", "4", "--split", "valid", "--name", "cd", "--quiet"]
+    assert main(argv) == 0
+    assert "wrote 3 convection_diffusion trajectories" in capsys.readouterr().out
+    X, y = load_well("cd", base_path=tmp_path, split="valid", n_frames=4, return_X_y=True)
+    ref = make_system("convection_diffusion", 3, random_state=4, device="cpu", n_points=8, n_frames=4)
+    np.testing.assert_array_equal(X, ref.data)
+    np.testing.assert_array_equal(y, ref.target)
+
+    with pytest.raises(SystemExit) as exc:  # exists already
+        main(argv)
+    assert exc.value.code == 2 and "overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--noise", "0.5"]) == 0
+    X2, _ = load_well("cd", base_path=tmp_path, split="valid", n_frames=4, return_X_y=True)
+    assert 0.3 < np.std(X2 - ref.data) < 0.7
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["heat_equation", "--n-samples", "2", "--root", "R"], "unknown system 'heat_equation'"),
+        (["kuramoto_sivashinsky", "--n-samples", "2", "--root", "R", "--bogus", "1"], "no option.*--bogus"),
+        (["kuramoto_sivashinsky", "--n-samples", "2", "--root", "R", "--n-points"], "needs a value"),
+        (["kuramoto_sivashinsky", "--n-samples", "0", "--root", "R"], "n-samples must be >= 1"),
+        (["kuramoto_sivashinsky", "--n-samples", "2", "--root", "R", "--random-state", "1"], "own options"),
+        (["kuramoto_sivashinsky", "--root", "R"], "n-samples"),
+    ],
+)
+def test_cli_errors(tmp_path, capsys, argv, match):
+    from skphys.datasets.__main__ import main
+
+    argv = [str(tmp_path) if a == "R" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "datasets")
+
+
+def test_cli_help(capsys):
+    from skphys.datasets.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "kuramoto_sivashinsky: --gamma" in out and "--n-samples" in out

@@ -631,16 +631,21 @@ class LazyWindows:
     ((9, 4, 16, 1), (3, 4, 16, 1))
     """
 
-    def __init__(self, path, split, n_frames, well_index, channels, shape, field_names, layout):
+    def __init__(self, path, split, n_frames, well_index, trajectory, start, channels, shape, field_names, layout):
         self.path = path
         self.split = split
         self.n_frames = int(n_frames)
-        self._well_index = np.asarray(well_index, dtype=np.int64)
+        self._well_index = np.asarray(well_index, dtype=np.int64)  # WellDataset index of each window
+        self._trajectory = np.asarray(trajectory, dtype=np.int64)  # trajectory index (in file order)
+        self._start = np.asarray(start, dtype=np.int64)  # first frame of each window
         self._channels = None if channels is None else np.asarray(channels, dtype=np.int64)
         self._shape = tuple(int(s) for s in shape)
         self.field_names = list(field_names)
         self._layout = layout  # (n_trajectories_per_file, n_steps_per_trajectory), checked on reopen
-        self._dataset = None
+        steps = set(layout[1])
+        self._n_steps = steps.pop() if len(steps) == 1 else None  # trajectory length, if shared by all files
+        self._dataset = None  # WellDataset with one sample per window
+        self._trajectories = None  # WellDataset with one sample per whole trajectory
 
     # array-like protocol ------------------------------------------------------------------------
     @property
@@ -718,45 +723,65 @@ class LazyWindows:
         return out[(slice(None), *rest)] if rest else out
 
     # reading ------------------------------------------------------------------------------------
-    def _get_dataset(self):
-        if self._dataset is None:
-            if not os.path.isdir(os.path.join(self.path, "data", self.split)):
-                raise FileNotFoundError(f"LazyWindows: the dataset {self.path} split {self.split!r} no longer exists")
-            ds = _open_well_dataset(self.path, self.split, self.n_frames)
-            layout = (list(map(int, ds.n_trajectories_per_file)), list(map(int, ds.n_steps_per_trajectory)))
-            if layout != self._layout:
-                raise ValueError(f"LazyWindows: the files of {self.path} split {self.split!r} changed since they were indexed")
-            self._dataset = ds
-        return self._dataset
+    def _open(self, n_steps):
+        if not os.path.isdir(os.path.join(self.path, "data", self.split)):
+            raise FileNotFoundError(f"LazyWindows: the dataset {self.path} split {self.split!r} no longer exists")
+        ds = _open_well_dataset(self.path, self.split, n_steps)
+        layout = (list(map(int, ds.n_trajectories_per_file)), list(map(int, ds.n_steps_per_trajectory)))
+        if layout != self._layout:
+            raise ValueError(f"LazyWindows: the files of {self.path} split {self.split!r} changed since they were indexed")
+        return ds
 
-    def _read_one(self, i):
-        ds = self._get_dataset()
-        j = int(self._well_index[i])
+    def _sample(self, ds, j, what):
         try:
-            sample = ds[j]
+            arr = ds[int(j)]["input_fields"].numpy()
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             f = int(np.searchsorted(ds.file_index_offsets, j, side="right") - 1)
-            raise ValueError(f"LazyWindows: could not read window {i} from {ds.files_paths[f]}: {exc!r}") from exc
-        arr = sample["input_fields"].numpy()
+            raise ValueError(f"LazyWindows: could not read {what} from {ds.files_paths[f]}: {exc!r}") from exc
         if self._channels is not None:
             arr = arr[..., self._channels]
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return arr
+
+    def _read_one(self, i):
+        if self._dataset is None:
+            self._dataset = self._open(self.n_frames)
+        return np.ascontiguousarray(self._sample(self._dataset, self._well_index[i], f"window {i}"), dtype=np.float32)
 
     def _read(self, idx):
+        """Read windows ``idx``. Where a batch asks for at least half of a trajectory's frames, the
+        whole trajectory is read once through a second WellDataset (one sample per trajectory) and
+        cut into windows: The Well's per-sample overhead (milliseconds of HDF5 metadata reads)
+        then is paid per trajectory instead of per window."""
+        idx = np.asarray(idx, dtype=np.int64)
         out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
-        for j, i in enumerate(idx):
-            out[j] = self._read_one(int(i))
+        if len(idx) == 0:
+            return out
+        traj = self._trajectory[idx]
+        whole = np.zeros(len(idx), dtype=bool)
+        if self._n_steps is not None and self._n_steps > self.n_frames:
+            uniq, inverse, counts = np.unique(traj, return_inverse=True, return_counts=True)
+            whole = (2 * counts * self.n_frames >= self._n_steps)[inverse]
+        for j in np.flatnonzero(~whole):
+            out[j] = self._read_one(int(idx[j]))
+        if whole.any():
+            if self._trajectories is None:
+                self._trajectories = self._open(self._n_steps)
+            for t in np.unique(traj[whole]):
+                full = self._sample(self._trajectories, t, f"trajectory {t}")
+                for j in np.flatnonzero(whole & (traj == t)):
+                    s = int(self._start[idx[j]])
+                    out[j] = full[s : s + self.n_frames]
         return out
 
     # pickling -----------------------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_dataset"] = None
+        state["_trajectories"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._dataset = None
 
 
 def _check_int(value, name, minimum=1, allow_none=False):
@@ -923,7 +948,7 @@ def load_well(
     target_names = [renames.get(s, s) if renames.get(s) not in scalar_names else s for s in scalar_names]
 
     # window table
-    well_index, groups, offsets, ys = [], [], [], []
+    well_index, groups, window_starts, offsets, ys = [], [], [], [], []
     base, traj_id = 0, 0
     for f, sc in enumerate(scans):
         n_w = int(ds.n_windows_per_trajectory[f])
@@ -933,6 +958,7 @@ def load_well(
                 break
             well_index.append(base + i * n_w + starts)
             groups.append(np.full(len(starts), traj_id))
+            window_starts.append(starts)
             t = sc.time[i] if sc.time.ndim > 1 else sc.time
             offsets.append(t[starts])
             yi = np.array([sc.scalars[s][i] for s in scalar_names], dtype=np.float64)
@@ -941,6 +967,7 @@ def load_well(
         base += sc.n_traj * n_w
     well_index = np.concatenate(well_index)
     groups = np.concatenate(groups)
+    window_starts = np.concatenate(window_starts)
     time_offsets = np.concatenate(offsets)
     y = np.concatenate(ys).reshape(len(well_index), len(scalar_names))
 
@@ -955,7 +982,7 @@ def load_well(
         bcs[d] = kinds[0] if len(kinds) == 1 else "/".join(kinds)
 
     shape = (len(well_index), n_frames, *ds.size_tuple, len(channel_names))
-    X = LazyWindows(dataset_dir, split, n_frames, well_index, channels, shape, channel_names, layout)
+    X = LazyWindows(dataset_dir, split, n_frames, well_index, groups, window_starts, channels, shape, channel_names, layout)
     X._dataset = ds
     if not lazy:
         X = X[:]
