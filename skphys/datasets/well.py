@@ -234,7 +234,7 @@ def _field_stats(X, fields):
     for order, name, channels in fields:
         mom, dmom = _RunningMoments(len(channels)), _RunningMoments(len(channels))
         for start in range(0, X.shape[0], chunk):
-            block = np.asarray(X[start : start + chunk][..., channels])
+            block = np.asarray(X[start : start + chunk][..., channels], dtype=np.float32)  # as stored
             mom.update(block)
             dmom.update(np.diff(block.astype(np.float64), axis=1))
         for key, (m, s, r) in (("", mom.stats()), ("_delta", dmom.stats())):
@@ -560,6 +560,7 @@ def _scan_file(path, n_frames):
                 skphys_order=order,
                 components=components,
                 description=_attr_str(f.attrs["skphys_description"]) if "skphys_description" in f.attrs else "",
+                dt=float(f.attrs["skphys_dt"]) if "skphys_dt" in f.attrs else None,
             )
     except (KeyError, OSError) as exc:
         raise ValueError(f"load_well: {path} is not a valid The Well file (corrupt or truncated?): {exc!r}") from exc
@@ -975,7 +976,7 @@ def load_well(
     t0 = first.time[0] if first.time.ndim > 1 else first.time
     time = t0[:n_frames] - t0[0]
     steps = np.diff(t0)
-    dt = float(np.median(steps)) if steps.size else float("nan")
+    dt = first.dt if first.dt is not None else float(np.median(steps)) if steps.size else float("nan")
     bcs = {}
     for d in first.spatial_dims:
         kinds = sorted(first.bcs.get(d, {"open"}))
