@@ -760,7 +760,7 @@ class LazyWindows:
         traj = self._trajectory[idx]
         whole = np.zeros(len(idx), dtype=bool)
         if self._n_steps is not None and self._n_steps > self.n_frames:
-            uniq, inverse, counts = np.unique(traj, return_inverse=True, return_counts=True)
+            _, inverse, counts = np.unique(traj, return_inverse=True, return_counts=True)
             whole = (2 * counts * self.n_frames >= self._n_steps)[inverse]
         for j in np.flatnonzero(~whole):
             out[j] = self._read_one(int(idx[j]))
@@ -952,6 +952,9 @@ def load_well(
     well_index, groups, window_starts, offsets, ys = [], [], [], [], []
     base, traj_id = 0, 0
     for f, sc in enumerate(scans):
+        lacking = [s for s in scalar_names if s not in sc.scalars]
+        if lacking:
+            raise ValueError(f"load_well: {sc.path} lacks the constant scalar(s) {lacking} that {scans[0].path} has")
         n_w = int(ds.n_windows_per_trajectory[f])
         starts = np.arange(0, sc.T - n_frames + 1, stride)
         for i in range(sc.n_traj):
