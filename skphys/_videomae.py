@@ -81,8 +81,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         Decoder attention heads; must divide ``decoder_embed_dim``.
     mask_ratio : float, default=0.9
         Fraction of the spatial patches hidden (tube masking); at least one patch stays visible.
-    pooling : {None, "mean"}, default=None
-        ``None``: ``transform`` returns all tokens ``(n_samples, n_tokens, embed_dim)``.
+    pooling : {"tokens", "mean"}, default="tokens"
+        ``"tokens"``: ``transform`` returns all tokens ``(n_samples, n_tokens, embed_dim)``.
         ``"mean"``: the mean token ``(n_samples, embed_dim)``.
     normalize : bool, default=True
         Standardize each physical channel with its mean and std over the training set.
@@ -108,7 +108,7 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     ----------
     module_ : skphys.nn.vit.VideoMAE
         The fitted encoder and decoder.
-    channel_mean_, channel_std_ : ndarray of shape (n_channels,)
+    mean_, scale_ : ndarray of shape (n_channels,)
         Field normalization statistics (zeros and ones when ``normalize=False``).
     n_channels_ : int
         Number of physical channels seen in ``fit``.
@@ -152,7 +152,7 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "decoder_depth": [Interval(numbers.Integral, 1, None, closed="left")],
         "decoder_n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "mask_ratio": [Interval(numbers.Real, 0, 1, closed="left")],
-        "pooling": [None, StrOptions({"mean"})],
+        "pooling": [StrOptions({"tokens", "mean"})],
         "normalize": ["boolean"],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -177,7 +177,7 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         decoder_depth=4,
         decoder_n_heads=3,
         mask_ratio=0.9,
-        pooling=None,
+        pooling="tokens",
         normalize=True,
         max_epochs=20,
         batch_size=8,
@@ -238,8 +238,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if device.type == "cuda":
             x = x.pin_memory().to(device, non_blocking=True)
-        mean = torch.as_tensor(self.channel_mean_, dtype=torch.float32, device=device)
-        std = torch.as_tensor(self.channel_std_, dtype=torch.float32, device=device)
+        mean = torch.as_tensor(self.mean_, dtype=torch.float32, device=device)
+        std = torch.as_tensor(self.scale_, dtype=torch.float32, device=device)
         x = (x.to(device) - mean) / std
         return to_channels_first(x)
 
@@ -289,7 +289,7 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         mask_seed = int(rng.randint(0, 2**31 - 1))
         n, t_total, n_ch = X.shape[0], X.shape[1], X.shape[-1]
 
-        self.channel_mean_, self.channel_std_ = self._field_stats(X)
+        self.mean_, self.scale_ = self._field_stats(X)
         self.n_channels_ = int(n_ch)
         self.spatial_shape_ = space
         p = self.patch_size
@@ -368,8 +368,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 or (n_samples, embed_dim) with ``pooling="mean"``
         """
         check_is_fitted(self, "module_")
-        if self.pooling not in (None, "mean"):
-            raise ValueError(f"{_WHO}: pooling must be None or 'mean', got {self.pooling!r}")
+        if self.pooling not in ("tokens", "mean"):
+            raise ValueError(f"{_WHO}: pooling must be 'tokens' or 'mean', got {self.pooling!r}")
         X = check_trajectories(
             X, spatial_dims=(len(self.spatial_shape_),), min_frames=self.n_frames,
             n_channels=self.n_channels_, estimator=_WHO,

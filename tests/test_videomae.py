@@ -161,8 +161,8 @@ def test_fit_transform_shapes_pooling_and_history():
     X2[:, 4:] = 7.0
     np.testing.assert_array_equal(emb.transform(X2), pooled)
     # channel statistics learned in fit
-    np.testing.assert_allclose(emb.channel_mean_, X.reshape(-1, 2).mean(0), atol=1e-5)
-    np.testing.assert_allclose(emb.channel_std_, X.reshape(-1, 2).std(0), rtol=1e-4)
+    np.testing.assert_allclose(emb.mean_, X.reshape(-1, 2).mean(0), atol=1e-5)
+    np.testing.assert_allclose(emb.scale_, X.reshape(-1, 2).std(0), rtol=1e-4)
 
 
 def test_normalization_makes_embedding_scale_invariant():
