@@ -83,6 +83,9 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     kernel_hidden_factor : int, default=None
         Hidden width of the latent-to-kernel MLPs is ``kernel_hidden_factor * C_in * C_out``.
         ``None``: 4 in 1-D, 16 in 2-D.
+    encoder_widths : sequence of 4 int, default=None
+        Widths of the encoder's dilated convolutions. ``None``: (4, 16, 64, 64) in 1-D and
+        (8, 64, 64, 64) in 2-D (the paper's).
     relevance_threshold : float, default=1.0
         A latent is relevant when ``var(mu) / mean(sigma^2)`` on the training data exceeds this.
     max_epochs : int, default=2000
@@ -137,6 +140,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "position_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "output_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "encoder_widths": ["array-like", None],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -162,6 +166,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         position_dropout=0.1,
         output_scale=1e-6,
         kernel_hidden_factor=None,
+        encoder_widths=None,
         relevance_threshold=1.0,
         max_epochs=2000,
         batch_size=50,
@@ -184,6 +189,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.position_dropout = position_dropout
         self.output_scale = output_scale
         self.kernel_hidden_factor = kernel_hidden_factor
+        self.encoder_widths = encoder_widths
         self.relevance_threshold = relevance_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -281,6 +287,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             self.kernel_size,
             self.kernel_hidden_factor,
             self.output_scale,
+            encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
             position_dropout=self.position_dropout,
         ).to(device)
         data = torch.from_numpy(X).to(device)

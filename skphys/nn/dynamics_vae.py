@@ -235,7 +235,8 @@ class PropagatingDecoder(nn.Module):
             if i < last:
                 h = F.relu(h)
         c = self.cutoff
-        return y + c * torch.tanh(self.output_scale * h.float() / c)
+        h = h.to(torch.promote_types(h.dtype, y.dtype))  # bf16 conv output, fp32 state
+        return y + c * torch.tanh(self.output_scale * h / c)
 
     def forward(self, y0, z, n_steps, boundary="periodic", edges=None, fill_value=0.0):
         """Propagate ``n_steps`` steps.
@@ -257,7 +258,7 @@ class PropagatingDecoder(nn.Module):
         if boundary == "crop" and (edges is None or edges.shape[2] < n_steps):
             raise ValueError("boundary='crop' needs the target frames whose edges pad the state")
         kernels = self.kernels(z)
-        y = y0.float()
+        y = y0.to(torch.promote_types(y0.dtype, torch.float32))
         out = []
         for t in range(n_steps):
             y = self.step(y, kernels, boundary, None if edges is None else edges[:, :, t], fill_value)

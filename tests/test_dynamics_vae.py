@@ -1,0 +1,269 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skphys import DynamicsVAE
+from skphys._training import TrainingDivergedError
+from skphys.nn.dynamics_vae import (
+    DynamicsEncoder,
+    DynamicsVAEModule,
+    PropagatingDecoder,
+    dynamic_conv,
+    dynamic_conv_unfold,
+    inverse_variance_weighting,
+)
+
+TINY = dict(
+    encoder_crop=(31, 31), decoder_crop=20, rollout_steps=3, hidden_channels=4, batch_size=8, encoder_widths=(4, 8, 8, 8)
+)
+
+
+def advection(n, T=36, X=40, seed=0, velocity=None):
+    """Exact periodic linear advection u_t + v u_x = 0 with a random velocity per trajectory
+    (or the given one)."""
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(-0.8, 0.8, n) if velocity is None else np.full(n, float(velocity))
+    k = 2 * np.pi * np.fft.rfftfreq(X)
+    c = (rng.normal(size=(n, k.size)) + 1j * rng.normal(size=(n, k.size))) * np.exp(-(k**2) / 0.5)
+    c[:, 0] = 0
+    t = np.arange(T)[:, None]
+    u = np.fft.irfft(c[:, None, :] * np.exp(-1j * k * v[:, None, None] * t[None]), n=X, axis=-1)
+    u /= u[:, :1].std(axis=-1, keepdims=True)
+    return u[..., None].astype(np.float32), v
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+@pytest.mark.parametrize("space", [(23,), (9, 11)])
+def test_grouped_dynamic_conv_equals_unfold_and_per_sample_conv(space):
+    torch.manual_seed(0)
+    B, cin, cout, k = 3, 2, 4, 5
+    x = torch.randn(B, cin, *space, dtype=torch.float64)
+    w = torch.randn(B, cout, cin, *([k] * len(space)), dtype=torch.float64)
+    b = torch.randn(B, cout, dtype=torch.float64)
+    fast = dynamic_conv(x, w, b)
+    ref = dynamic_conv_unfold(x, w, b)
+    conv = F.conv1d if len(space) == 1 else F.conv2d
+    loop = torch.cat([conv(x[i : i + 1], w[i], b[i]) for i in range(B)])
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(fast, loop)
+
+
+def test_inverse_variance_weighting_closed_form(rng):
+    mu = rng.normal(size=(2, 3, 4, 5))
+    logvar = rng.normal(size=(2, 3, 4, 5))
+    logvar[0, :, 0, 0] = np.inf  # dropped positions are ignored
+    mu_z, logvar_z = inverse_variance_weighting(torch.tensor(mu), torch.tensor(logvar), correction=7.0)
+    prec = np.exp(-logvar).reshape(2, 3, -1)
+    expect_mu = (prec * mu.reshape(2, 3, -1)).sum(-1) / prec.sum(-1)
+    expect_var = 7.0 / prec.sum(-1)
+    np.testing.assert_allclose(mu_z.numpy(), expect_mu, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(logvar_z.numpy()), expect_var, rtol=1e-5)
+
+
+def test_encoder_receptive_field_and_correction():
+    enc = DynamicsEncoder(1, 2, n_spatial_dims=1)
+    assert enc.receptive_field == 31
+    x = torch.zeros(1, 1, 40, 50, requires_grad=True)
+    mu, _ = enc(x)
+    assert mu.shape[2:] == (10, 20)
+    mu[0, 0, 4, 7].backward()
+    nz = torch.nonzero(x.grad[0, 0].abs() > 0)
+    span = nz.max(0).values - nz.min(0).values + 1
+    assert tuple(span.tolist()) <= (31, 31)
+    m = DynamicsVAEModule(1)
+    assert m.correction((34, 64)) == 31 * 31
+    assert m.correction((10, 20), dropout=0.1) == pytest.approx(10 * 20 * 0.9)
+
+
+def _heat_kernels(C, h, r, scale, k=5):
+    """Dynamic kernels realising f(y) = (r / scale) * (y[i-1] - 2 y[i] + y[i+1]): two identity
+    layers (with a large bias so the ReLUs pass everything) and a Laplacian stencil."""
+    ident1 = torch.zeros(1, h, C, k)
+    ident1[0, 0, 0, k // 2] = 1.0
+    ident2 = torch.zeros(1, h, h, k)
+    ident2[0, 0, 0, k // 2] = 1.0
+    lap = torch.zeros(1, C, h, k)
+    lap[0, 0, 0, k // 2 - 1 : k // 2 + 2] = torch.tensor([1.0, -2.0, 1.0]) * r / scale
+    big = torch.zeros(1, h)
+    big[0, 0] = 100.0
+    return [(ident1, big), (ident2, torch.zeros(1, h)), (lap, torch.zeros(1, C))]
+
+
+@torch.no_grad()
+def test_decoder_with_known_kernels_is_explicit_heat_step():
+    """With a Laplacian kernel the decoder is the explicit FTCS heat scheme: a Fourier mode decays
+    by exactly (1 - 4 r sin^2(k/2)) per step, periodic, Dirichlet and crop boundaries agree with
+    the discrete scheme."""
+    n, r, steps = 32, 0.2, 6
+    dec = PropagatingDecoder(1, 2, hidden_channels=3, output_scale=1e-6)
+    dec.cutoff.fill_(1e9)  # tanh in its linear range
+    kern = _heat_kernels(1, 3, r, 1e-6)
+    kern = [(w.double(), b.double()) for w, b in kern]
+    dec.double()
+    x = torch.arange(n, dtype=torch.float64)
+    kw = 2 * np.pi * 3 / n
+    y = torch.cos(kw * x).reshape(1, 1, n)
+    out = y
+    for _ in range(steps):
+        out = dec.step(out, kern, "periodic")
+    growth = (1 - 4 * r * np.sin(kw / 2) ** 2) ** steps
+    torch.testing.assert_close(out, y * growth, atol=1e-9, rtol=0)
+
+    # Dirichlet walls (value 0 outside): compare with the FTCS scheme on a zero-padded grid
+    y0 = torch.rand(1, 1, n, dtype=torch.float64)
+    ref = y0[0, 0].numpy().copy()
+    pred = y0
+    for _ in range(steps):
+        pred = dec.step(pred, kern, "constant", fill_value=0.0)
+        p = np.pad(ref, 1)
+        ref = ref + r * (p[:-2] - 2 * ref + p[2:])
+    np.testing.assert_allclose(pred[0, 0].numpy(), ref, atol=1e-9)
+
+    # crop mode: a window of the periodic solution, padded with its true edges, is exact inside
+    full = [y0]
+    for _ in range(steps):
+        full.append(dec.step(full[-1], kern, "periodic"))
+    full = torch.stack(full, dim=2)  # (1, 1, steps + 1, n)
+    window = full[..., 5:25]
+    p = dec.pad
+    pred = dec(window[:, :, 0, p:-p], torch.zeros(1, 2, dtype=torch.float64), steps, "crop", edges=window)
+    pred_known = [window[:, :, 0, p:-p]]
+    for t in range(steps):
+        pred_known.append(dec.step(pred_known[-1], kern, "crop", edge_frame=window[:, :, t]))
+    torch.testing.assert_close(torch.stack(pred_known[1:], 2), window[:, :, 1:, p:-p], atol=1e-9, rtol=0)
+    assert pred.shape == (1, 1, steps, 20 - 2 * p)
+
+
+def test_cutoff_bounds_the_update():
+    dec = PropagatingDecoder(1, 2, hidden_channels=3, output_scale=1e-6)
+    with torch.no_grad():
+        dec.cutoff.fill_(0.01)
+    kern = _heat_kernels(1, 3, 1e9, 1e-6)  # a huge update
+    y = torch.randn(1, 1, 16)
+    out = dec.step(y, kern, "periodic")
+    assert (out - y).abs().max() <= 0.01 + 1e-6
+
+
+# ----------------------------------------------------------------------------- estimator
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, v = advection(12)
+    vae = DynamicsVAE(**TINY, max_epochs=2, random_state=0, output_scale=1e-2, device="cpu").fit(X)
+    return vae, X, v
+
+
+def test_fit_attributes_and_transform_any_size(fitted):
+    vae, X, _ = fitted
+    assert vae.n_spatial_dims_ == 1 and vae.n_channels_in_ == 1
+    assert len(vae.history_) == 2 and {"loss", "mse", "kl"} <= set(vae.history_[0])
+    assert set(vae.latent_stats_) == {"mu_variance", "mean_sigma2"}
+    assert vae.latent_stats_["mu_variance"].shape == (5,)
+    mu, sigma = vae.transform(X, return_std=True)
+    assert mu.shape == sigma.shape == (12, 5) and (sigma > 0).all()
+    # any length and size at least the receptive field, including larger than in training
+    assert vae.transform(X[:3, :31, :31]).shape == (3, 5)
+    big = np.tile(X[:2], (1, 2, 3, 1))
+    assert vae.transform(big).shape == (2, 5)
+    with pytest.raises(ValueError, match="at least 31"):
+        vae.transform(X[:, :20])
+    with pytest.raises(ValueError, match=r"spatial size .* at least"):
+        vae.transform(X[:, :, :25])
+    pred = vae.predict(X[:, 0], 7, context=X)
+    assert pred.shape == (12, 7, 40, 1)
+    np.testing.assert_allclose(pred, vae.predict(X[:, 0], 7, latents=vae.transform(X)), atol=1e-6)
+    assert np.isfinite(vae.score(X))
+
+
+def test_training_lowers_the_rollout_error():
+    """One common velocity: the decoder alone can learn the advection step, so 20 epochs must
+    cut the deterministic rollout error (score) well below the 1-epoch model's."""
+    X, _ = advection(16, seed=1, velocity=0.5)
+    params = dict(TINY, output_scale=1e-2, lr=1e-2, random_state=0, device="cpu")
+    short = DynamicsVAE(**params, max_epochs=1).fit(X)
+    longer = DynamicsVAE(**params, max_epochs=20).fit(X)
+    assert np.mean([h["mse"] for h in longer.history_[-4:]]) < 0.6 * longer.history_[0]["mse"]
+    assert longer.score(X) > 0.6 * short.score(X)  # scores are negative MSEs
+
+
+def test_random_state_reproducible_and_pickle(fitted):
+    vae, X, _ = fitted
+    again = clone(vae).fit(X)
+    np.testing.assert_allclose(vae.transform(X), again.transform(X), rtol=1e-5, atol=1e-6)
+    loaded = pickle.loads(pickle.dumps(vae))
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(loaded.transform(X), vae.transform(X), rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict(X[:2, 0], 3, context=X[:2]), vae.predict(X[:2, 0], 3, context=X[:2]))
+
+
+def test_two_d_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2, 32, 32, 31, 2)).astype(np.float32)
+    vae = DynamicsVAE(
+        encoder_crop=(31, 31, 31), decoder_crop=(16, 16), rollout_steps=2, hidden_channels=2,
+        kernel_hidden_factor=1, encoder_widths=(2, 4, 4, 4), max_epochs=1, batch_size=2, random_state=0, device="cpu",
+    ).fit(X)
+    assert vae.n_spatial_dims_ == 2 and vae.beta_ == 1e-4
+    assert vae.transform(X).shape == (2, 5)
+    assert vae.predict(X[:, 0], 2, latents=np.zeros((2, 5))).shape == (2, 2, 32, 31, 2)
+
+
+def test_sklearn_integration():
+    X, _ = advection(8)
+    vae = DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu")
+    scores = cross_val_score(vae, X, cv=2)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    pipe = make_pipeline(DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu"))
+    assert pipe.fit(X).transform(X).shape == (8, 5)
+    tags = vae.__sklearn_tags__()
+    assert tags.target_tags.required is False and tags.input_tags.three_d_array
+
+
+def test_input_errors():
+    X, _ = advection(4)
+    with pytest.raises(ValueError, match="NaN"):
+        bad = X.copy()
+        bad[0, 3, 4, 0] = np.nan
+        DynamicsVAE(**TINY, max_epochs=1).fit(bad)
+    with pytest.raises(ValueError, match=r"at least 40 frames"):
+        DynamicsVAE(**{**TINY, "encoder_crop": (40, 31)}, max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match=r"spatial size \(50,\)"):
+        DynamicsVAE(**{**TINY, "decoder_crop": 50}, max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="receptive field"):
+        DynamicsVAE(encoder_crop=(20, 31), max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="dimensions"):
+        DynamicsVAE(**TINY, max_epochs=1).fit(X[..., 0])
+    with pytest.raises(ValueError, match="boundary"):
+        DynamicsVAE(**TINY, boundary="reflect", max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="padding"):
+        DynamicsVAE(**{**TINY, "decoder_crop": 12}, max_epochs=1).fit(X)
+
+
+def test_predict_errors(fitted):
+    vae, X, _ = fitted
+    with pytest.raises(ValueError, match="exactly one"):
+        vae.predict(X[:, 0], 3)
+    with pytest.raises(ValueError, match="initial states"):
+        vae.predict(X, 3, context=X)
+    with pytest.raises(ValueError, match="crop"):
+        vae.predict(X[:, 0], 3, context=X, boundary="crop")
+    with pytest.raises(ValueError, match="n_steps"):
+        vae.predict(X[:, 0], 0, context=X)
+    with pytest.raises(ValueError, match="latents must have shape"):
+        vae.predict(X[:, 0], 3, latents=np.zeros((2, 5)))
+
+
+def test_divergence_raises_with_epoch():
+    X, _ = advection(4)
+    X = X * 1e25  # squared errors overflow float32
+    with pytest.raises(TrainingDivergedError, match="epoch 0"):
+        DynamicsVAE(**TINY, max_epochs=2, random_state=0, device="cpu").fit(X)
