@@ -1,0 +1,168 @@
+"""Training throughput of DynamicsVAE against the published code's speed.
+
+Configuration of REFERENCE.md section 4 (KS): batch 50, encoder crop 64x94, target crop 32 frames
+(31 propagation steps) x 76 points, 5 latents, 16 hidden decoder channels. One timed step =
+random crop gather on the device + encoder + 31 decoder steps + MSE/KL + backward + Adam step.
+
+Variants (each measured separately, "before" first):
+
+- ``reference``: dynamic convolution by unfold + bmm (the published code's formulation), fp32;
+- ``grouped``: one grouped convolution per dynamic layer (per-sample kernels as groups), fp32;
+- ``grouped+bf16``: the same under bf16 autocast (CUDA only; the state stays fp32);
+- ``grouped+compile``: ``torch.compile`` of the loss (``--compile``; CUDA by default);
+- ``grouped+bf16+compile``.
+
+The "equal results" column compares the loss and all gradients of each variant with the
+reference on the same parameters and inputs (max relative difference of the gradient vectors).
+
+Usage::
+
+    python benchmarks/bench_dynamics_vae.py --device auto          # GPU if present
+    python benchmarks/bench_dynamics_vae.py --device cpu --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _record import record  # noqa: E402
+
+from skphys._base import autocast, resolve_device  # noqa: E402
+from skphys.nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal  # noqa: E402
+
+REF_GPU = 656.0  # samples/s, published code on one H100 (REFERENCE.md section 4)
+REF_CPU = 76.0  # samples/s, published code on 2 CPU cores
+
+
+def make_step(module, data, *, bf16, compiled, device, batch=50, enc=(64, 94), dec=(32, 76), beta=0.02):
+    n, T, X, _ = data.shape
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+
+    def crops(size):
+        idx = torch.randint(0, n, (batch,), device=device, generator=gen)
+        t0 = torch.randint(0, T - size[0] + 1, (batch,), device=device, generator=gen)
+        x0 = torch.randint(0, X, (batch,), device=device, generator=gen)
+        ti = (t0[:, None] + torch.arange(size[0], device=device))[:, :, None]
+        xi = ((x0[:, None] + torch.arange(size[1], device=device)) % X)[:, None, :]
+        return data[idx[:, None, None], ti, xi].movedim(-1, 1)
+
+    def loss_fn(x, t):
+        pred, target, mu, logvar = module(x, t, dec[0] - 1, boundary="crop")
+        return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
+
+    fn = torch.compile(loss_fn) if compiled else loss_fn
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+
+    def step():
+        x, t = crops(enc), crops(dec)
+        with autocast(device, bf16):
+            loss = fn(x, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, loss_fn
+
+
+def grads_of(module, loss_fn, x, t, bf16, device):
+    module.zero_grad(set_to_none=True)
+    with autocast(device, bf16):
+        loss = loss_fn(x, t)
+    loss.backward()
+    g = torch.cat([p.grad.flatten().float() for p in module.parameters() if p.grad is not None])
+    return float(loss.detach()), g
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 50 GPU, 3 CPU)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10 GPU, 1 CPU)")
+    ap.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="time torch.compile variants (auto: CUDA only)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    steps = args.steps or (50 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
+    use_compile = args.compile == "yes" or (args.compile == "auto" and cuda)
+
+    torch.manual_seed(0)
+    data = torch.randn(200, 256, 256, 1, device=device)  # KS-sized trajectories
+    base = DynamicsVAEModule(1, n_latents=5, n_spatial_dims=1, hidden_channels=16).to(device)
+    base.train()
+    base.position_dropout = 0.0  # identical inputs for the equality check
+
+    variants = [("reference (unfold+bmm, fp32)", "unfold", False, False), ("grouped conv, fp32", "grouped", False, False)]
+    if cuda:
+        variants.append(("grouped conv, bf16", "grouped", True, False))
+    if use_compile:
+        variants.append(("grouped conv, fp32, torch.compile", "grouped", False, True))
+        if cuda:
+            variants.append(("grouped conv, bf16, torch.compile", "grouped", True, True))
+
+    # fixed batch for the equality check
+    gen = torch.Generator(device=device)
+    gen.manual_seed(1)
+    xe = torch.randn(50, 1, 64, 94, device=device, generator=gen)
+    xd = torch.randn(50, 1, 32, 76, device=device, generator=gen)
+    ref_loss = ref_grad = None
+
+    rows = []
+    for name, impl, bf16, compiled in variants:
+        module = copy.deepcopy(base)
+        module.decoder.conv_impl = impl
+        torch.manual_seed(0)
+        step, loss_fn = make_step(module, data, bf16=bf16, compiled=compiled, device=device)
+        loss, grad = grads_of(module, loss_fn, xe, xd, bf16, device)
+        if ref_grad is None:
+            ref_loss, ref_grad = loss, grad
+        dloss = abs(loss - ref_loss) / abs(ref_loss)
+        dgrad = float((grad - ref_grad).norm() / ref_grad.norm())
+        t_compile = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+        t_compile = time.perf_counter() - t_compile
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            last = step()
+        if cuda:
+            torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / steps
+        assert torch.isfinite(last), f"{name}: non-finite loss"
+        rows.append((name, dt, dloss, dgrad, t_compile))
+        print(f"{name}: {dt * 1e3:.1f} ms/step (warmup {t_compile:.1f} s), loss rel diff {dloss:.1e}, grad rel diff {dgrad:.1e}", flush=True)
+
+    ref_published = REF_GPU if cuda else REF_CPU
+    t_ref = rows[0][1]
+    lines = [
+        "| variant | step (ms) | samples/s | vs unfold+bmm | vs published code | loss rel. diff | grad rel. diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, dt, dloss, dgrad, _ in rows:
+        sps = 50 / dt
+        lines.append(
+            f"| {name} | {dt * 1e3:.1f} | {sps:.0f} | {t_ref / dt:.2f}x | {sps / ref_published:.2f}x | {dloss:.1e} | {dgrad:.1e} |"
+        )
+    notes = (
+        f"KS config: batch 50, encoder crop 64x94, 31 decoder steps at width 76, 5 latents; {steps} timed steps "
+        f"after {warmup} warm-up; published code: {ref_published:.0f} samples/s on this device class (REFERENCE.md)"
+    )
+    record("dynamics_vae", "\n".join(lines), notes)
+
+
+if __name__ == "__main__":
+    main()
