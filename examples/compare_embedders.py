@@ -69,15 +69,15 @@ SCALES = {
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=2.0,
     ),
     "quick": dict(
-        n_train={"convection_diffusion": 120, "shear_flow": 48}, n_test=40, size=32, T=32, n_frames=8,
-        sf_t_max=4.0, seeds=3,
+        n_train={"convection_diffusion": 96, "shear_flow": 48}, n_test=32, size=32, T=32, n_frames=8,
+        sf_t_max=4.0, seeds=2,
         videomae=dict(patch_size=8, tubelet_size=2, embed_dim=48, depth=2, n_heads=3,
                       decoder_embed_dim=24, decoder_depth=1, decoder_n_heads=3, max_epochs=30,
                       batch_size=16, lr=1e-3, mask_ratio=0.75),
         jepa=dict(widths=(8, 16, 32, 32), depths=(1, 1, 2, 1), predictor_width=32, max_epochs=30,
                   batch_size=16, lr=1e-3, warmup_epochs=2),
         vae=dict(encoder_crop=(31, 32, 32), decoder_crop=16, rollout_steps=4, hidden_channels=8,
-                 kernel_hidden_factor=2, max_epochs=40, batch_size=16),
+                 kernel_hidden_factor=2, max_epochs=3, batch_size=16),  # ~0.6 s per trajectory-epoch on 2 cores
         features=dict(n_bins=8),
         probe=dict(max_epochs=60, batch_size=32),
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=4.0,
@@ -414,6 +414,9 @@ def main(argv=None):
     if args.well_root:
         tag = f"{args.scale}_well"
         for name in args.well_datasets:
+            if not any((Path(args.well_root) / d / name).is_dir() for d in ("datasets", ".")):
+                log(f"The Well {name}: not found under {args.well_root}; skipped")
+                continue
             log(f"The Well {name}: loading lazily from {args.well_root}")
             data = well_data(args.well_root, name, cfg, args.max_windows)
             sub = {}

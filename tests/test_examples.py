@@ -1,0 +1,113 @@
+"""Smoke tests of the comparison examples: argument parsing and a micro scale, in-process."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.utils import Bunch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import compare_embedders as ce  # noqa: E402
+import label_efficiency as le  # noqa: E402
+
+
+def test_compare_parser():
+    args = ce.build_parser().parse_args([])
+    assert args.scale == "quick" and args.methods == list(ce.METHODS) and args.device == "auto"
+    args = ce.build_parser().parse_args(["--full", "--systems", "shear_flow", "--seeds", "5"])
+    assert args.scale == "full" and args.systems == ["shear_flow"] and args.seeds == 5
+    with pytest.raises(SystemExit):
+        ce.build_parser().parse_args(["--smoke", "--quick"])
+    with pytest.raises(SystemExit):
+        ce.build_parser().parse_args(["--methods", "pca"])
+    # full scale uses the paper's architectures (ViT-S/16 defaults, JEPA defaults)
+    full = ce.scale_config(ce.build_parser().parse_args(["--full"]))
+    assert "embed_dim" not in full["videomae"] and "widths" not in full["jepa"]
+    assert full["n_frames"] == 16
+
+
+def test_standardize_targets_log10_and_train_statistics():
+    ytr = np.array([[10.0, 1.0], [100.0, 2.0], [1000.0, 3.0]])
+    yte = np.array([[10000.0, 4.0]])
+    a, b, labels = ce.standardize_targets(ytr, yte, ["reynolds", "schmidt"], ["reynolds"])
+    np.testing.assert_allclose(a.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(a.std(0), 1)
+    # log10 Re of the test row is 4: (4 - 2) / std([1, 2, 3])
+    np.testing.assert_allclose(b[0, 0], 2 / np.std([1, 2, 3]))
+    assert labels == ["log10 reynolds", "schmidt"]
+    with pytest.raises(ValueError, match="positive"):
+        ce.standardize_targets(-ytr, yte, ["reynolds", "schmidt"], ["reynolds"])
+
+
+def test_compare_smoke(tmp_path):
+    df, wide = ce.main(["--smoke", "--methods", "videomae", "features", "--out", str(tmp_path),
+                        "--cache-dir", "none", "--device", "cpu"])
+    assert set(df["method"]) == {"videomae", "features"}
+    assert set(df["parameter"]) == {"D", "vx", "vy", "mean"}
+    assert np.isfinite(df["mse"]).all()
+    for name in ["compare_smoke_raw.csv", "compare_smoke_summary.csv", "compare_smoke.md",
+                 "parity_smoke_convection_diffusion.png", "compare_embedders_smoke.md"]:
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def _tiny_well(root, rng, name="shear_flow"):
+    from skphys.datasets import write_well
+
+    for split, n in [("train", 6), ("valid", 3)]:
+        re_ = 10.0 ** rng.uniform(4, 5, size=n)
+        bunch = Bunch(
+            data=rng.normal(size=(n, 12, 16, 16, 2)).astype(np.float32),
+            target=np.c_[re_, rng.uniform(0.1, 10, size=n)], target_names=["Reynolds", "Schmidt"],
+            field_names=["tracer", "pressure"], time=np.arange(12) * 0.1,
+            coords=(np.arange(16.0), np.arange(16.0)), dim_names=("y", "x"),
+            boundary_conditions={"y": "periodic", "x": "periodic"}, dt=0.1,
+        )
+        write_well(bunch, root, name, split=split)
+
+
+def test_compare_well_path_is_lazy(tmp_path, rng):
+    from skphys.datasets import LazyWindows
+
+    root = tmp_path / "well"
+    _tiny_well(root, rng)
+    cfg = ce.scale_config(ce.build_parser().parse_args(["--smoke"]))
+    data = ce.well_data(root, "shear_flow", cfg, max_windows=None)
+    assert isinstance(data[1], LazyWindows) and isinstance(data[2], LazyWindows)
+    assert data[1].shape == (18, 4, 16, 16, 2)  # 6 trajectories x 3 windows of 4 frames
+    np.testing.assert_allclose(data[5].mean(0), 0, atol=1e-9)  # standardized log10 Re, Sc
+    sub = ce.well_data(root, "shear_flow", cfg, max_windows=5)
+    assert isinstance(sub[1], ce._Subset) and sub[1].shape[0] == 5 and sub[5].shape == (5, 2)
+    np.testing.assert_array_equal(sub[1][[0, 1]], sub[1].X[sub[1].idx[:2]])
+
+    out = tmp_path / "out"
+    df, _ = ce.main(["--smoke", "--well-root", str(root), "--well-datasets", "shear_flow",
+                     "--methods", "videomae", "vae", "--max-windows", "8", "--out", str(out),
+                     "--device", "cpu"])
+    assert set(df["method"]) == {"videomae"}  # the VAE is skipped on 4-frame windows
+    assert set(df["parameter"]) == {"log10 Reynolds", "Schmidt", "mean"}
+    assert (out / "parity_smoke_well_shear_flow.png").exists()
+    with pytest.raises(SystemExit, match="no results"):  # datasets not present are skipped
+        ce.main(["--smoke", "--well-root", str(root), "--well-datasets", "rayleigh_benard",
+                 "--out", str(out)])
+    _tiny_well(root, rng, name="active_matter")  # lacks the paper's alpha, zeta
+    with pytest.raises(ValueError, match="has no parameters"):
+        ce.main(["--smoke", "--well-root", str(root), "--well-datasets", "active_matter",
+                 "--out", str(out)])
+
+
+def test_label_efficiency_smoke(tmp_path):
+    with pytest.raises(SystemExit):
+        le.main(["--smoke", "--fractions", "0", "1"])
+    df, curves = le.main(["--smoke", "--system", "convection_diffusion", "--methods", "videomae",
+                          "--fractions", "0.5", "1.0", "--curve-sizes", "0.5", "1.0",
+                          "--out", str(tmp_path), "--cache-dir", "none", "--device", "cpu"])
+    assert list(df["train_fraction"]) == [0.5, 1.0] and list(df["n_labelled"]) == [4, 8]
+    assert np.isfinite(df["mse_mean"]).all()
+    sizes, mse = curves["videomae"]
+    assert list(sizes) == [4, 8] and np.isfinite(mse).all()
+    assert (tmp_path / "learning_curve_smoke.png").exists()
+    assert (tmp_path / "label_efficiency_smoke.md").read_text().count("videomae") == 1
