@@ -87,7 +87,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 50 GPU, 3 CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10 GPU, 1 CPU)")
-    ap.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="time torch.compile variants (auto: CUDA only)")
+    ap.add_argument("--compile", choices=["auto", "yes", "no"], default="no", help="also time torch.compile variants (auto: on CUDA only)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
     if args.threads:

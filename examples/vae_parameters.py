@@ -1,0 +1,233 @@
+"""Unsupervised parameter extraction with DynamicsVAE (PDE-VAE paper, Table I and Figs. 2-5).
+
+For Kuramoto-Sivashinsky (gamma), nonlinear Schrodinger (kappa) and 2-D convection-diffusion
+(D, vx, vy), with and without sigma=0.1 noise on the training data:
+
+1. simulate a training set (noisy or not) and a noiseless test set,
+2. fit :class:`skphys.DynamicsVAE` (y is never used),
+3. identify the relevant latents from var(mu) and mean(sigma^2) on the training data (Fig. 2),
+4. fit the relevant latents linearly to the true parameters on the test set: one latent per
+   parameter, or the 2-D latent subspace for (vx, vy) (Table I, parity plots Figs. 3-5 with
+   95% intervals from the model's sigma).
+
+Scales: ``--quick`` (small grids, few minutes per system on 2 CPU cores), the default "paper"
+scale (paper's grids and dataset sizes, 2000 epochs: a long GPU job), and ``--epochs`` /
+``--n-train`` / ``--n-test`` overrides for a medium run. Results are printed as a pandas table
+and appended to ``$SKPHYS_BENCH_DIR/vae_parameters.md`` (default ``benchmarks/results``);
+figures and fitted models go to ``--out``.
+
+    python examples/vae_parameters.py --quick --system ks
+    python examples/vae_parameters.py --system all --noise both --epochs 100 --n-train 1000 --n-test 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+
+from skphys import DynamicsVAE  # noqa: E402
+from skphys.datasets import make_convection_diffusion, make_kuramoto_sivashinsky, make_nonlinear_schrodinger  # noqa: E402
+from skphys.metrics import latent_r2, linear_fit  # noqa: E402
+
+EXPECTED_RELEVANT = {"ks": 1, "nls": 1, "cd": 3}
+PAPER_R2 = {
+    ("ks", "gamma"): (0.993, 0.995),
+    ("nls", "kappa"): (0.997, 0.998),
+    ("cd", "D"): (0.963, 0.959),
+    ("cd", "vx"): (0.997, 0.994),
+    ("cd", "vy"): (0.998, 0.996),
+}
+
+# Per system: simulator kwargs and model kwargs for the paper scale and the quick scale.
+# Quick grids keep the paper's dx and dt on a smaller domain and shorter time span.
+SCALES = {
+    "ks": {
+        "paper": dict(
+            sim=dict(), n_train=5000, n_test=10000, epochs=2000,
+            model=dict(encoder_crop=(64, 94), decoder_crop=76, rollout_steps=31),
+        ),
+        "quick": dict(
+            sim=dict(n_points=128, length=32 * math.pi, n_frames=80, t_max=10 * math.pi),
+            n_train=64, n_test=64, epochs=60,
+            model=dict(encoder_crop=(48, 64), decoder_crop=40, rollout_steps=8, batch_size=16,
+                       output_scale=1e-3, lr=2e-3),
+        ),
+    },
+    "nls": {
+        "paper": dict(
+            sim=dict(), n_train=5000, n_test=10000, epochs=2000,
+            model=dict(encoder_crop=(64, 94), decoder_crop=76, rollout_steps=31),
+        ),
+        "quick": dict(
+            sim=dict(n_points=128, length=4 * math.pi, n_frames=80, t_max=80 * math.pi / 256),
+            n_train=64, n_test=64, epochs=60,
+            model=dict(encoder_crop=(48, 64), decoder_crop=40, rollout_steps=8, batch_size=16,
+                       output_scale=1e-3, lr=2e-3),
+        ),
+    },
+    "cd": {
+        "paper": dict(
+            sim=dict(), n_train=1000, n_test=1000, epochs=4000,
+            model=dict(encoder_crop=(45, 62, 62), decoder_crop=(44, 44), rollout_steps=15),
+        ),
+        "quick": dict(
+            sim=dict(n_points=64, length=4 * math.pi, n_frames=40, t_max=40 * math.pi / 16),
+            n_train=64, n_test=64, epochs=40,
+            model=dict(encoder_crop=(32, 40, 40), decoder_crop=(28, 28), rollout_steps=6, batch_size=16,
+                       output_scale=1e-3, lr=2e-3, kernel_hidden_factor=4, encoder_widths=(8, 32, 32, 32)),
+        ),
+    },
+}
+
+SIMULATORS = {"ks": make_kuramoto_sivashinsky, "nls": make_nonlinear_schrodinger, "cd": make_convection_diffusion}
+
+
+def simulate(system, n, noise, seed, scale, device):
+    cfg = SCALES[system][scale]["sim"]
+    return SIMULATORS[system](n, noise=noise, random_state=seed, device=device, **cfg)
+
+
+def build_model(system, scale, epochs, device, seed, verbose):
+    kw = dict(SCALES[system][scale]["model"])
+    return DynamicsVAE(max_epochs=epochs, device=device, random_state=seed, verbose=verbose, **kw)
+
+
+def r2_rows(system, model, mu, sigma, y, names):
+    """Table I rows: each parameter's R^2 from its relevant latent(s), plus the fits for plots."""
+    rel = list(model.relevant_latents_)
+    rows, fits = [], {}
+    if not rel:
+        return [dict(param=p, latents="-", r2=float("nan")) for p in names], fits
+    if system in ("ks", "nls"):
+        single = latent_r2(mu[:, rel], y)  # (n_rel, 1)
+        j = rel[int(np.nanargmax(single[:, 0]))]
+        fit = linear_fit(mu[:, [j]], y, sigma[:, [j]])
+        rows.append(dict(param=names[0], latents=str(j), r2=float(fit["r2"][0])))
+        fits[names[0]] = (fit, y[:, 0])
+        return rows, fits
+    # convection-diffusion: D from its best single latent, (vx, vy) from the remaining subspace
+    single = latent_r2(mu[:, rel], y)  # (n_rel, 3)
+    jd = rel[int(np.nanargmax(single[:, 0]))]
+    fit = linear_fit(mu[:, [jd]], y[:, [0]], sigma[:, [jd]])
+    rows.append(dict(param="D", latents=str(jd), r2=float(fit["r2"][0])))
+    fits["D"] = (fit, y[:, 0])
+    rest = [j for j in rel if j != jd] or [jd]
+    fit_v = linear_fit(mu[:, rest], y[:, 1:], sigma[:, rest])
+    for k, p in enumerate(("vx", "vy")):
+        rows.append(dict(param=p, latents=",".join(map(str, rest)), r2=float(fit_v["r2"][k])))
+        fits[p] = ({"pred": fit_v["pred"][:, k : k + 1], "pred_std": fit_v["pred_std"][:, k : k + 1]}, y[:, 1 + k])
+    return rows, fits
+
+
+def plot_figures(out, tag, model, fits):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    st = model.latent_stats_
+    fig, ax = plt.subplots(figsize=(4, 3))
+    idx = np.arange(len(st["mu_variance"]))
+    ax.bar(idx - 0.2, st["mu_variance"], 0.4, label="var($\\mu_z$)", color="tab:blue")
+    ax.bar(idx + 0.2, st["mean_sigma2"], 0.4, label="mean $\\sigma_z^2$", color="tab:red")
+    ax.set_xticks(idx, [f"LP {i + 1}" for i in idx])
+    ax.set_title(f"{tag}: relevant {list(model.relevant_latents_ + 1)}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"fig2_latents_{tag}.png", dpi=120)
+    plt.close(fig)
+    if not fits:
+        return
+    fig, axes = plt.subplots(1, len(fits), figsize=(3.2 * len(fits), 3), squeeze=False)
+    for ax, (name, (fit, y)) in zip(axes[0], fits.items()):
+        pred, err = fit["pred"][:, 0], 1.96 * fit["pred_std"][:, 0]
+        ax.errorbar(y, pred, yerr=err, fmt=".", ms=2, elinewidth=0.5, ecolor="lightblue", color="k")
+        lo, hi = float(np.min(y)), float(np.max(y))
+        ax.plot([lo, hi], [lo, hi], "r--", lw=0.8)
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"predicted {name}")
+    fig.suptitle(f"{tag} (bars: 95% intervals)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / f"parity_{tag}.png", dpi=120)
+    plt.close(fig)
+
+
+def run_one(system, noise, args, scale, out):
+    cfg = SCALES[system][scale]
+    n_train = args.n_train or cfg["n_train"]
+    n_test = args.n_test or cfg["n_test"]
+    epochs = args.epochs or cfg["epochs"]
+    if system == "cd" and noise > 0 and not args.epochs and scale == "paper":
+        epochs = 2000  # the paper's noisy CD model
+    t0 = time.perf_counter()
+    train = simulate(system, n_train, noise, args.seed, scale, args.device)
+    test = simulate(system, n_test, 0.0, args.seed + 1000, scale, args.device)
+    t_sim = time.perf_counter() - t0
+    model = build_model(system, scale, epochs, args.device, args.seed, args.verbose)
+    t0 = time.perf_counter()
+    model.fit(train.data)
+    t_fit = time.perf_counter() - t0
+    mu, sigma = model.transform(test.data, return_std=True)
+    rows, fits = r2_rows(system, model, mu, sigma, test.target, list(test.target_names))
+    tag = f"{system}_noise{noise:g}"
+    plot_figures(out, tag, model, fits)
+    with open(out / f"model_{tag}.pkl", "wb") as fh:
+        pickle.dump(model, fh)
+    for r in rows:
+        paper = PAPER_R2[(system, r["param"])][0 if noise == 0 else 1]
+        r.update(
+            system=system, noise=noise, n_relevant=len(model.relevant_latents_),
+            expected_relevant=EXPECTED_RELEVANT[system], paper_r2=paper, n_train=n_train, n_test=n_test,
+            epochs=epochs, final_loss=model.history_[-1]["loss"], sim_s=round(t_sim, 1), fit_s=round(t_fit, 1),
+        )
+    print(f"[{tag}] relevant latents {list(model.relevant_latents_)}; stats {model.latent_stats_}", flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--system", choices=["ks", "nls", "cd", "all"], default="all")
+    ap.add_argument("--noise", choices=["0", "0.1", "both"], default="both")
+    ap.add_argument("--quick", action="store_true", help="small grids and datasets (2 CPU cores, minutes)")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=0)
+    ap.add_argument("--out", default=None, help="figures and models (default $SKPHYS_BENCH_DIR/vae_parameters or examples/output)")
+    args = ap.parse_args(argv)
+    import pandas as pd
+
+    from _record import record
+
+    scale = "quick" if args.quick else "paper"
+    out = Path(args.out or (Path(os.environ["SKPHYS_BENCH_DIR"]) / "vae_parameters" if "SKPHYS_BENCH_DIR" in os.environ else HERE / "output"))
+    out.mkdir(parents=True, exist_ok=True)
+    systems = ["ks", "nls", "cd"] if args.system == "all" else [args.system]
+    noises = [0.0, 0.1] if args.noise == "both" else [float(args.noise)]
+    rows = []
+    for system in systems:
+        for noise in noises:
+            rows += run_one(system, noise, args, scale, out)
+    df = pd.DataFrame(rows)[
+        ["system", "param", "noise", "n_relevant", "expected_relevant", "latents", "r2", "paper_r2",
+         "n_train", "n_test", "epochs", "final_loss", "sim_s", "fit_s"]
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    record("vae_parameters", df.to_markdown(index=False, floatfmt=".4g"), f"scale={scale}; figures and models in {out}")
+
+
+if __name__ == "__main__":
+    main()
