@@ -35,6 +35,20 @@ def _as_5d(x, spatial_dims):
     return x.unsqueeze(-1) if spatial_dims == 1 else x
 
 
+def jepa_loss(encoder, predictor, win, n_frames, coeffs=(2.0, 40.0, 2.0), n_chunks=5, generator=None):
+    """JEPA objective on a batch of window pairs ``win`` of shape (b, C, 2 * n_frames, H, W).
+
+    Context and target windows go through the encoder in one call (same weights, no EMA, no
+    stop-gradient); the predictor maps the context embedding to the target's; VICReg compares them.
+    Returns ``(loss, logs)`` as :func:`skphys._training.train` expects.
+    """
+    b = win.shape[0]
+    both = torch.cat([win[:, :, :n_frames], win[:, :, n_frames:]], dim=0)
+    z = encoder(both)
+    pred = predictor(z[:b])
+    return vicreg_loss(pred, z[b:], *coeffs, n_chunks=n_chunks, generator=generator)
+
+
 class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     """Joint-embedding predictive architecture for spatiotemporal fields (ConvNeXt 3-D + VICReg).
 
@@ -270,12 +284,8 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 yield win
 
         def loss_fn(win):
-            b = win.shape[0]
-            both = torch.cat([win[:, :, :nf], win[:, :, nf:]], dim=0)  # one encoder call for context and target
-            z = encoder(both)
-            pred = predictor(z[:b])
-            return vicreg_loss(
-                pred, z[b:], self.sim_coeff, self.std_coeff, self.cov_coeff, n_chunks=self.vicreg_chunks, generator=gen
+            return jepa_loss(
+                encoder, predictor, win, nf, (self.sim_coeff, self.std_coeff, self.cov_coeff), self.vicreg_chunks, gen
             )
 
         self.history_ = train(
