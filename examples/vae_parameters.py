@@ -97,9 +97,22 @@ def simulate(system, n, noise, seed, scale, device):
     return SIMULATORS[system](n, noise=noise, random_state=seed, device=device, **cfg)
 
 
-def build_model(system, scale, epochs, device, seed, verbose):
+def build_model(system, scale, epochs, device, seed, verbose, overrides=None):
     kw = dict(SCALES[system][scale]["model"])
+    kw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return DynamicsVAE(max_epochs=epochs, device=device, random_state=seed, verbose=verbose, **kw)
+
+
+def model_overrides(args):
+    """Model settings given on the command line (None: the scale's default)."""
+    return {"output_scale": args.output_scale, "lr": args.lr, "beta": args.beta, "batch_size": args.batch_size}
+
+
+def add_model_arguments(ap):
+    ap.add_argument("--output-scale", type=float, default=None, help="decoder prefactor (paper 1e-6; quick 1e-3)")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--beta", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
 
 
 def r2_rows(system, model, mu, sigma, y, names):
@@ -173,7 +186,7 @@ def run_one(system, noise, args, scale, out):
     train = simulate(system, n_train, noise, args.seed, scale, args.device)
     test = simulate(system, n_test, 0.0, args.seed + 1000, scale, args.device)
     t_sim = time.perf_counter() - t0
-    model = build_model(system, scale, epochs, args.device, args.seed, args.verbose)
+    model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
     t0 = time.perf_counter()
     model.fit(train.data)
     t_fit = time.perf_counter() - t0
@@ -205,6 +218,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--out", default=None, help="figures and models (default $SKPHYS_BENCH_DIR/vae_parameters or examples/output)")
     args = ap.parse_args(argv)
     import pandas as pd

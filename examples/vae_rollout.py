@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
-from vae_parameters import SCALES, build_model, simulate  # noqa: E402
+from vae_parameters import SCALES, add_model_arguments, build_model, model_overrides, simulate  # noqa: E402
 
 from skphys._base import resolve_device  # noqa: E402
 from skphys.datasets._spectral import ETDRK4  # noqa: E402
@@ -155,7 +155,7 @@ def get_model(args, system, scale, train_data=None):
     epochs = args.epochs or cfg["epochs"]
     if train_data is None:
         train_data = simulate(system, args.n_train or cfg["n_train"], 0.0, args.seed, scale, args.device).data
-    return build_model(system, scale, epochs, args.device, args.seed, args.verbose).fit(train_data)
+    return build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args)).fit(train_data)
 
 
 def cmd_rmse(args, scale, out):
@@ -226,6 +226,7 @@ def cmd_wall(args, scale, out):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("x (grid index)")
     axes[0].set_ylabel("t")
+    fig.subplots_adjust(bottom=0.2)
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.savefig(out / "fig11_walls.png", dpi=120)
     plt.close(fig)
@@ -247,6 +248,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     scale = "quick" if args.quick else "paper"
