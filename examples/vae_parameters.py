@@ -83,8 +83,9 @@ SCALES = {
         "quick": dict(
             sim=dict(n_points=64, length=4 * math.pi, n_frames=40, t_max=40 * math.pi / 16),
             n_train=64, n_test=64, epochs=40,
-            model=dict(encoder_crop=(32, 40, 40), decoder_crop=(28, 28), rollout_steps=6, batch_size=16,
-                       output_scale=1e-3, lr=2e-3, kernel_hidden_factor=4, encoder_widths=(8, 32, 32, 32)),
+            model=dict(encoder_crop=(31, 36, 36), decoder_crop=(24, 24), rollout_steps=6, batch_size=16,
+                       hidden_channels=8, output_scale=1e-3, lr=2e-3, kernel_hidden_factor=4,
+                       encoder_widths=(4, 16, 16, 16)),
         ),
     },
 }
