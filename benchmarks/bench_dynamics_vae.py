@@ -89,6 +89,11 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10 GPU, 1 CPU)")
     ap.add_argument("--compile", choices=["auto", "yes", "no"], default="no", help="also time torch.compile variants (auto: on CUDA only)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument(
+        "--only", default=None,
+        help="comma-separated substrings; time only variants whose name contains one (the reference "
+        "is always run first for the equality check)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,6 +116,10 @@ def main(argv=None):
         variants.append(("grouped conv, fp32, torch.compile", "grouped", False, True))
         if cuda:
             variants.append(("grouped conv, bf16, torch.compile", "grouped", True, True))
+
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",") if k.strip()]
+        variants = variants[:1] + [v for v in variants[1:] if any(k in v[0] for k in keys)]
 
     # fixed batch for the equality check
     gen = torch.Generator(device=device)
