@@ -70,7 +70,7 @@ def make_step(module, data, *, bf16, compiled, device, batch=50, enc=(64, 94), d
         opt.step()
         return loss
 
-    return step, loss_fn
+    return step, fn
 
 
 def grads_of(module, loss_fn, x, t, bf16, device):
