@@ -11,7 +11,9 @@ The reference JEPA spends most of its training step in the full-resolution depth
   5-smooth length ``>= T + k//2`` per axis (enough for the 'same' output to be free of
   wrap-around), product, ``irfftn``, crop. Computed in float32 (float64 for float64 input), also
   under bf16 autocast (cuFFT has no bf16 for general sizes).
-- ``"triton"``: a direct Triton kernel (CUDA + triton only; see :mod:`skphys.nn._depthwise_triton`).
+- ``"triton"``: a direct Triton kernel for the forward pass and the input gradient, the FFT for
+  the weight gradient (CUDA + triton only; see :mod:`skphys.nn._depthwise_triton`). Checked
+  against ``F.conv3d`` in Triton's interpreter mode on CPU; GPU timing in bench_depthwise.
 
 ``impl="auto"`` picks per call. On the CPU: ``"fft"`` whenever a gradient will be needed (the
 CPU backward of ``F.conv3d`` is 10-100x slower than the FFT's) and ``"conv3d"`` for inference.
@@ -102,7 +104,10 @@ def _fft(x, weight, bias):
 
 
 def _triton(x, weight, bias):
-    from ._depthwise_triton import depthwise_conv3d_triton
+    try:
+        from ._depthwise_triton import depthwise_conv3d_triton
+    except ImportError as exc:
+        raise ImportError("impl='triton' needs the triton package and a CUDA GPU; use impl='fft' or 'auto'") from exc
 
     return depthwise_conv3d_triton(x, weight, bias)
 
