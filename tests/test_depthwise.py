@@ -133,3 +133,28 @@ def test_triton_matches_conv3d_on_gpu(shape, ks):
     gout = torch.autograd.grad(out, (x, w, b), grad_out)
     for a, r in zip(gout, gref):
         torch.testing.assert_close(a.double(), r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+def test_triton_kernel_in_interpreter_mode(monkeypatch):
+    """The Triton kernel's arithmetic checked on the CPU with TRITON_INTERPRET=1 (small, it is slow)."""
+    import importlib
+    import sys
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    sys.modules.pop("skphys.nn._depthwise_triton", None)
+    mod = importlib.import_module("skphys.nn._depthwise_triton")
+    try:
+        g = torch.Generator().manual_seed(0)
+        for shape, ks in [((1, 2, 3, 5, 6), (3, 3, 5)), ((1, 1, 1, 4, 9), (1, 5, 3))]:
+            x = torch.randn(shape, generator=g, requires_grad=True)
+            w = torch.randn(shape[1], 1, *ks, generator=g, requires_grad=True)
+            b = torch.randn(shape[1], generator=g, requires_grad=True)
+            ref = _reference(x, w, b)
+            out = mod._DepthwiseConv3dTriton.apply(x, w, b)
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+            grad_out = torch.randn(ref.shape, generator=g)
+            for a, r in zip(torch.autograd.grad(out, (x, w, b), grad_out), torch.autograd.grad(ref, (x, w, b), grad_out)):
+                torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+    finally:
+        sys.modules.pop("skphys.nn._depthwise_triton", None)  # drop the interpreter-mode kernels
