@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -187,7 +188,8 @@ def main(argv=None):
     notes = (f"config {args.config}: batch {b}, {cfg['channels']} channels, {cfg['frames']}x{cfg['size']}x{cfg['size']}, "
              f"patch {cfg['patch']}, tubelet {cfg['tubelet']}, width {cfg['dim']}, depth {cfg['depth']}, "
              f"heads {cfg['heads']}; decoder {cfg['dec_dim']}x{cfg['dec_depth']}; "
-             f"attention via F.scaled_dot_product_attention; TF32 off for fp32")
+             f"attention via F.scaled_dot_product_attention; TF32 off for fp32; "
+             f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     record("videomae", table, notes)
     return rows
 
