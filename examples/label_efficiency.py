@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,8 @@ def main(argv=None):
     from sklearn.pipeline import Pipeline
 
     args = build_parser().parse_args(argv)
+    # joblib notes that hashing the windows takes time; it is the point of caching the embeddings
+    warnings.filterwarnings("ignore", message="Persisting input arguments", category=UserWarning)
     if any(not 0 < f <= 1 for f in args.fractions + args.curve_sizes):
         raise SystemExit("--fractions and --curve-sizes must be in (0, 1]")
     cfg = ce.scale_config(args)
