@@ -73,9 +73,10 @@ def vicreg_loss(pred, target, sim_coeff=2.0, std_coeff=40.0, cov_coeff=2.0, n_ch
     perm = torch.randperm(n, device=a.device, generator=generator)
     a, b = a[perm], b[perm]
     total = inv_s = var_s = cov_s = 0.0
-    for ia, ib in zip(a.chunk(chunks), b.chunk(chunks)):
-        inv, var, cov = vicreg_terms(ia, ib, eps)
-        total = total + sim_coeff * inv + std_coeff * var + cov_coeff * cov
-        inv_s, var_s, cov_s = inv_s + inv, var_s + var, cov_s + cov
+    with torch.autocast(device_type=a.device.type, enabled=False):  # covariances in float32, not bf16
+        for ia, ib in zip(a.chunk(chunks), b.chunk(chunks)):
+            inv, var, cov = vicreg_terms(ia, ib, eps)
+            total = total + sim_coeff * inv + std_coeff * var + cov_coeff * cov
+            inv_s, var_s, cov_s = inv_s + inv, var_s + var, cov_s + cov
     k = len(a.chunk(chunks))
     return total / k, {"inv": inv_s / k, "var": var_s / k, "cov": cov_s / k}
