@@ -156,3 +156,16 @@ def test_errors():
         fitted.transform(X[..., :1])
     with pytest.raises(ValueError, match="at least 4"):
         fitted.transform(X[:, :3])
+
+
+def test_gpu_named_model_runs_on_cpu():
+    """A model whose device names CUDA (as after GPU training) still embeds on a CPU-only host."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA available; the CPU fallback is not exercised")
+    X = _data()
+    jepa = _tiny(device="cpu").fit(X)
+    expected = jepa.transform(X)
+    restored = pickle.loads(pickle.dumps(jepa.set_params(device="cuda")))
+    assert next(restored.encoder_.parameters()).device.type == "cpu"
+    with pytest.warns(RuntimeWarning, match="running on the CPU"):
+        np.testing.assert_array_equal(restored.transform(X), expected)

@@ -148,3 +148,36 @@ def test_errors():
     fitted = _probe(max_epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="expecting 16 features"):
         fitted.predict(X[..., :8])
+
+
+# ---------------------------------------------------------------- the non-learned baseline
+def test_spectral_features_white_noise_and_sinusoid():
+    from skphys._features import SpectralStatsFeatures
+
+    rng = np.random.default_rng(0)
+    # white noise of variance 4: flat spectrum at log10(4) in every radial bin (Parseval)
+    X = (2.0 * rng.normal(size=(3, 6, 64, 64, 1))).astype(np.float32)
+    f = SpectralStatsFeatures(n_bins=4).fit_transform(X)
+    assert f.shape == (3, 7)
+    np.testing.assert_allclose(f[:, 1], 2.0, rtol=0.02)  # std
+    np.testing.assert_allclose(f[:, 2], 2.0 * np.sqrt(2), rtol=0.03)  # increments of independent frames
+    np.testing.assert_allclose(f[:, 3:], np.log10(4.0), atol=0.05)
+    # a standing sinusoid at k = 12/64 cycles/point (1-D, 64 points): all power in bin 1 = (1/8, 1/4]
+    x = np.arange(64)
+    field = 3.0 * np.sin(2 * np.pi * 12 / 64 * x) + 1.5
+    Xs = np.broadcast_to(field[None, None, :, None], (2, 5, 64, 1)).astype(np.float32)
+    est = SpectralStatsFeatures(n_bins=4).fit(Xs)
+    g = est.transform(Xs)[0]
+    names = list(est.get_feature_names_out())
+    assert g[names.index("ch0_mean")] == pytest.approx(1.5, abs=1e-5)
+    assert g[names.index("ch0_std")] == pytest.approx(3.0 / np.sqrt(2), rel=1e-5)
+    assert g[names.index("ch0_dt_std")] == pytest.approx(0.0, abs=1e-6)
+    logpow = g[3:]
+    assert np.argmax(logpow) == 1
+    counts = np.bincount(np.digitize(np.fft.rfftfreq(64)[1:], [0.125, 0.25, 0.375], right=True))
+    assert logpow[1] == pytest.approx(np.log10(9.0 * 64 / 4 / counts[1]), abs=1e-4)  # |F|^2/N = A^2 N/4
+    assert np.all(np.delete(logpow, 1) < -10)
+    with pytest.raises(ValueError, match="spatial shape"):
+        est.transform(Xs[:, :, :32])
+    with pytest.raises(ValueError, match="frames"):
+        SpectralStatsFeatures(n_frames=8).fit(Xs)
