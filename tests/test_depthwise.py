@@ -119,7 +119,10 @@ def test_errors():
     not (torch.cuda.is_available() and importlib.util.find_spec("triton") is not None),
     reason="needs CUDA and triton",
 )
-@pytest.mark.parametrize("shape,ks", [((2, 8, 16, 32, 32), (7, 7, 7)), ((1, 3, 5, 9, 13), (7, 7, 7)), ((2, 4, 1, 20, 20), (1, 7, 7))])
+@pytest.mark.parametrize(
+    "shape,ks",
+    [((2, 8, 16, 32, 32), (7, 7, 7)), ((1, 3, 5, 9, 13), (7, 7, 7)), ((2, 4, 1, 20, 20), (1, 7, 7)), ((2, 3, 8, 40, 1), (7, 7, 1))],
+)
 def test_triton_matches_conv3d_on_gpu(shape, ks):
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(shape, device="cuda", generator=g, requires_grad=True)
@@ -146,7 +149,7 @@ def test_triton_kernel_in_interpreter_mode(monkeypatch):
     mod = importlib.import_module("skphys.nn._depthwise_triton")
     try:
         g = torch.Generator().manual_seed(0)
-        for shape, ks in [((1, 2, 3, 5, 6), (3, 3, 5)), ((1, 1, 1, 4, 9), (1, 5, 3))]:
+        for shape, ks in [((1, 2, 3, 5, 6), (3, 3, 5)), ((1, 1, 1, 4, 9), (1, 5, 3)), ((1, 2, 4, 6, 1), (3, 5, 1))]:
             x = torch.randn(shape, generator=g, requires_grad=True)
             w = torch.randn(shape[1], 1, *ks, generator=g, requires_grad=True)
             b = torch.randn(shape[1], generator=g, requires_grad=True)

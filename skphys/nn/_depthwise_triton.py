@@ -32,15 +32,14 @@ def _dw3d_kernel(
     t = pid % T
     nc = pid // T
     c = nc % C
-    hw = H.to(tl.int64) * W
-    base = nc.to(tl.int64) * T * hw
+    base = nc.to(tl.int64) * T * H * W  # no .to() on the int arguments: triton makes those equal to 1 constexpr
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_w = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)
     acc = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
     for kt in range(KT):
         tt = t + kt - KT // 2
         if (tt >= 0) & (tt < T):
-            frame = x_ptr + base + tt.to(tl.int64) * hw
+            frame = x_ptr + base + tt.to(tl.int64) * H * W
             w_row = w_ptr + (c * KT + kt) * KH * KW
             for kh in tl.static_range(KH):
                 hh = offs_h + (kh - KH // 2)
@@ -53,7 +52,7 @@ def _dw3d_kernel(
                     acc += v.to(tl.float32) * wv.to(tl.float32)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
-    out = y_ptr + base + t.to(tl.int64) * hw + offs_h[:, None] * W + offs_w[None, :]
+    out = y_ptr + base + t.to(tl.int64) * H * W + offs_h[:, None] * W + offs_w[None, :]
     mask = (offs_h < H)[:, None] & (offs_w < W)[None, :]
     tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -65,7 +64,7 @@ def _launch(x, weight, bias):
     weight = weight.contiguous()
     y = torch.empty_like(x)
     block_w = 64 if w >= 64 else triton.next_power_of_2(max(w, 16))
-    block_h = max(1, min(16, 1024 // block_w, triton.next_power_of_2(h)))
+    block_h = max(2, min(16, 1024 // block_w, triton.next_power_of_2(h)))
     grid = (n * c * t, triton.cdiv(h, block_h), triton.cdiv(w, block_w))
     _dw3d_kernel[grid](
         x, weight, bias if bias is not None else weight, y, c, t, h, w,
