@@ -86,7 +86,8 @@ SCALES = {
     "full": dict(
         n_train={"convection_diffusion": 1536, "shear_flow": 384}, n_test=256, size=64, T=48,
         n_frames=16, sf_t_max=12.0, cd_t_max=16 * math.pi, seeds=3,
-        # ViT-S/16 (the paper's VideoMAE) with its decoder; lr scaled from 1.5e-4 per 256 windows
+        # ViT-S/16 (the paper's VideoMAE) with its decoder; lr above VideoMAE's 1.5e-4 x batch/256
+        # because the run is only 30 short epochs
         videomae=dict(max_epochs=30, batch_size=32, lr=6e-4, warmup_epochs=3),
         # the paper's JEPA architecture; fewer epochs than VideoMAE (its step is ~10x dearer)
         jepa=dict(max_epochs=10, batch_size=32, lr=4e-4, warmup_epochs=1),

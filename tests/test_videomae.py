@@ -238,6 +238,20 @@ def test_clone_pickle_and_cpu_state():
     assert not hasattr(clone(emb), "module_")
 
 
+def test_cuda_named_model_runs_on_cpu_only_machine():
+    """A model whose ``device`` names CUDA (e.g. unpickled from a GPU run) falls back to the CPU
+    with a warning where no GPU exists."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    X, _ = waves(3)
+    emb = VideoMAEEmbedder(**TINY, max_epochs=1, random_state=0).fit(X)
+    Z = emb.transform(X)
+    emb2 = pickle.loads(pickle.dumps(emb))
+    emb2.device = "cuda"
+    with pytest.warns(RuntimeWarning, match="not available"):
+        np.testing.assert_array_equal(emb2.transform(X), Z)
+
+
 def test_pipeline_frozen_and_search():
     X, k = waves(12)
     y = k[:, 0]
