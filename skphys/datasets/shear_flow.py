@@ -317,7 +317,9 @@ def make_shear_flow(
         bar.close()
         denormals.__exit__(None, None, None)
     if noise > 0:
-        rms = np.sqrt(np.mean(X.astype(np.float64) ** 2, axis=(0, 1, 2, 3)))
+        # per-channel RMS over the dataset, accumulated per trajectory (no float64 copy of X)
+        sq = sum(np.einsum("tyxc,tyxc->c", X[i], X[i], dtype=np.float64) for i in range(n_samples))
+        rms = np.sqrt(sq / (X.size // X.shape[-1]))
         C.add_noise(X, noise, rng, scale=rms)
     return C.make_bunch(
         X, np.column_stack([re, sc]), target_names=["reynolds", "schmidt"], field_names=FIELD_NAMES,
