@@ -20,12 +20,12 @@ Examples::
     python benchmarks/bench_simulators.py --device cpu --scale 0.001
     python benchmarks/bench_simulators.py --device cuda --scale 1 --compare-precision
     python benchmarks/bench_simulators.py --resolution-study --n 64 128 --reynolds 2000 8000
+    python benchmarks/bench_simulators.py --device cuda --device-check
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -142,6 +142,27 @@ def run_resolution_study(args):
     )
 
 
+def run_device_check(args):
+    """Same trajectories on the CPU and on ``--device`` (double precision): largest difference."""
+    device = resolve_device(args.device)
+    short = {
+        "kuramoto_sivashinsky": dict(n_frames=32, t_max=4 * np.pi),
+        "nonlinear_schrodinger": dict(n_frames=32, t_max=np.pi / 8),
+        "convection_diffusion": dict(n_frames=8, t_max=np.pi / 2),
+        "shear_flow": dict(n_frames=20, t_max=4.0),
+    }
+    rows = ["| system | frames | max abs diff cpu vs device | max abs value |", "|---|---|---|---|"]
+    for name in args.systems:
+        kw = dict(short[name], random_state=0, return_X_y=True)
+        Xc, yc = make_system(name, 2, device="cpu", **kw)
+        Xd, yd = make_system(name, 2, device=str(device), **kw)
+        assert np.array_equal(yc, yd)
+        row = f"| {name} | {Xc.shape[1]} | {np.abs(Xc - Xd).max():.1e} | {np.abs(Xc).max():.2f} |"
+        rows.append(row)
+        print(row, flush=True)
+    record("simulators_device_check", "\n".join(rows), f"device {device}, precision double, 2 trajectories")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -152,6 +173,7 @@ def main(argv=None):
     parser.add_argument("--precision", default="double", choices=["double", "single"])
     parser.add_argument("--compare-precision", action="store_true")
     parser.add_argument("--resolution-study", action="store_true")
+    parser.add_argument("--device-check", action="store_true", help="compare --device against the CPU")
     parser.add_argument("--n", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--reynolds", type=float, nargs="+", default=[500, 2000, 8000])
     parser.add_argument("--schmidt", type=float, nargs="+", default=[1.0])
@@ -160,6 +182,8 @@ def main(argv=None):
         parser.error("--scale must be in (0, 1]")
     if args.resolution_study:
         run_resolution_study(args)
+    elif args.device_check:
+        run_device_check(args)
     else:
         run_timing(args)
 

@@ -74,7 +74,7 @@ def test_ks_time_step_self_convergence():
     e1 = np.abs(make_kuramoto_sivashinsky(1, dt_max=0.2, **kw).data - ref).max()
     e2 = np.abs(make_kuramoto_sivashinsky(1, dt_max=0.1, **kw).data - ref).max()
     assert e2 < 2e-4
-    assert e1 / e2 > 8  # ~16 for 4th order (float32 output limits the finest comparison)
+    assert e1 / e2 > 8  # ~9.5 measured (order ~3.2: stiff order reduction of ETDRK4); 16 would be 4th order
 
 
 def test_gaussian_filtered_noise_spectrum_and_padding():
