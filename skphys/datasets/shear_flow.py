@@ -18,7 +18,7 @@ _DESCR = """Shear-flow trajectories (2-D incompressible Navier-Stokes + passive 
     omega_t + u . grad omega = nu lap omega,      nu = 1 / reynolds,
     s_t + u . grad s = (nu / schmidt) lap s,       lap psi = -omega, u = (psi_y, -psi_x),
 
-on a periodic box x in [0, Lx), y in [0, Ly) (default 1 x 2, as The Well / Dedalus), solved
+on a periodic box x in [0, Lx), y in [0, Ly) (default 1 x 1; The Well / Dedalus use Lx=1, Ly=2), solved
 pseudo-spectrally (vorticity-streamfunction, 2/3 dealiasing) with integrating-factor RK4
 (viscous and diffusive terms exact, CFL-limited step). Initial state as the Dedalus/The Well
 shear flow: vx = 1/2 + 1/2 (tanh((y - 3Ly/4)/w) - tanh((y - Ly/4)/w)) (two opposing shear
