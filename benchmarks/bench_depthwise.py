@@ -5,13 +5,12 @@ GPU default: the JEPA stage-0 shape, batch 8 x 16 channels x 16x224x224 (section
 145 ms per fwd+bwd there).
 
     python benchmarks/bench_depthwise.py                     # CPU
-    python benchmarks/bench_depthwise.py --device cuda       # GPU, includes "triton" if importable
+    python benchmarks/bench_depthwise.py --device cuda       # GPU
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -58,8 +57,6 @@ def main(argv=None):
     gpu = device.type == "cuda"
     shape = tuple(int(s) for s in args.shape.split(",")) if args.shape else ((8, 16, 16, 224, 224) if gpu else (16, 8, 16, 32, 32))
     impls = args.impls.split(",") if args.impls else ["conv3d", "conv2d", "fft"]
-    if args.impls is None and gpu and importlib.util.find_spec("triton") is not None:
-        impls.append("triton")
     repeats = args.repeats or (5 if gpu else 1)
     dtype = getattr(torch, args.dtype)
 
@@ -73,7 +70,7 @@ def main(argv=None):
     rows = []
     for impl in impls:
         try:
-            depthwise_conv3d(x, w, None, impl)  # warm up (cuFFT plans, triton compilation)
+            depthwise_conv3d(x, w, None, impl)  # warm up (cuFFT plans)
             t_fwd, y = _time(lambda: depthwise_conv3d(x, w, None, impl), device, repeats)
 
             def bwd():
@@ -86,7 +83,7 @@ def main(argv=None):
             t_fb, _ = _time(bwd, device, repeats)
             err = ((y.double() - ref).abs().max() / ref.abs().max()).item()
             rows.append(f"| {impl} | {1e3 * t_fwd:.1f} | {1e3 * max(t_fb - t_fwd, 0):.1f} | {1e3 * t_fb:.1f} | {err:.1e} |")
-        except Exception as exc:  # e.g. triton missing; report rather than abort the table
+        except Exception as exc:  # report rather than abort the table
             rows.append(f"| {impl} | failed: {type(exc).__name__}: {str(exc)[:80]} | | | |")
         print(rows[-1], flush=True)
     table = (

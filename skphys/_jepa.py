@@ -86,7 +86,7 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     input_noise : float, default=0.0
         Std of Gaussian noise added to the normalized inputs during pretraining (the paper adds
         std 1.0 to raw fields for shear flow and active matter).
-    dw_impl : {"auto", "conv3d", "conv2d", "fft", "triton"}, default="auto"
+    dw_impl : {"auto", "conv3d", "conv2d", "fft"}, default="auto"
         Depthwise-convolution formulation (all exact), see :mod:`skphys.nn.depthwise`.
     max_epochs : int, default=6
         One epoch draws one window pair from every trajectory.

@@ -11,9 +11,10 @@ The reference JEPA spends most of its training step in the full-resolution depth
   5-smooth length ``>= T + k//2`` per axis (enough for the 'same' output to be free of
   wrap-around), product, ``irfftn``, crop. Computed in float32 (float64 for float64 input), also
   under bf16 autocast (cuFFT has no bf16 for general sizes).
-- ``"triton"``: a direct Triton kernel for the forward pass and the input gradient, the FFT for
-  the weight gradient (CUDA + triton only; see :mod:`skphys.nn._depthwise_triton`). Checked
-  against ``F.conv3d`` in Triton's interpreter mode on CPU; GPU timing in bench_depthwise.
+
+A direct Triton kernel was also written and measured (``benchmarks/results/bench_depthwise.md``,
+H100, 8x16x16x224x224: 40 ms forward+backward against 16 ms for ``"fft"`` and 144 ms for cuDNN)
+and dropped: the FFT is faster and needs no extra dependency.
 
 ``impl="auto"`` picks per call. On the CPU: ``"fft"`` whenever a gradient will be needed (the
 CPU backward of ``F.conv3d`` is 10-100x slower than the FFT's) and ``"conv3d"`` for inference.
@@ -32,7 +33,7 @@ from torch import nn
 
 __all__ = ["IMPLS", "depthwise_conv3d", "DepthwiseConv3d", "next_fast_len", "AUTO_FFT_MIN_VOLUME"]
 
-IMPLS = ("auto", "conv3d", "conv2d", "fft", "triton")
+IMPLS = ("auto", "conv3d", "conv2d", "fft")
 AUTO_FFT_MIN_VOLUME = 4096
 
 
@@ -103,15 +104,6 @@ def _fft(x, weight, bias):
     return y.to(dtype).contiguous()
 
 
-def _triton(x, weight, bias):
-    try:
-        from ._depthwise_triton import depthwise_conv3d_triton
-    except ImportError as exc:
-        raise ImportError("impl='triton' needs the triton package and a CUDA GPU; use impl='fft' or 'auto'") from exc
-
-    return depthwise_conv3d_triton(x, weight, bias)
-
-
 def _auto_impl(x, weight):
     if x.device.type == "cpu":
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
@@ -129,7 +121,7 @@ def depthwise_conv3d(x, weight, bias=None, impl="auto"):
     weight : Tensor of shape (C, 1, kt, kh, kw)
         Odd kernel sizes (as stored by ``nn.Conv3d(C, C, k, groups=C)``).
     bias : Tensor of shape (C,), optional
-    impl : {"auto", "conv3d", "conv2d", "fft", "triton"}
+    impl : {"auto", "conv3d", "conv2d", "fft"}
         Formulation (all exact up to float rounding).
     """
     _check(x, weight)
@@ -141,8 +133,6 @@ def depthwise_conv3d(x, weight, bias=None, impl="auto"):
         return _conv2d(x, weight, bias)
     if impl == "fft":
         return _fft(x, weight, bias)
-    if impl == "triton":
-        return _triton(x, weight, bias)
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
 
 
