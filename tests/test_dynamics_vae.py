@@ -267,3 +267,19 @@ def test_divergence_raises_with_epoch():
     X = X * 1e25  # squared errors overflow float32
     with pytest.raises(TrainingDivergedError, match="epoch 0"):
         DynamicsVAE(**TINY, max_epochs=2, random_state=0, device="cpu").fit(X)
+
+
+@pytest.mark.slow
+def test_finds_the_one_relevant_latent_of_advection():
+    """Trajectories differ only by their advection velocity: after a short training exactly one
+    latent is relevant (var(mu) / mean(sigma^2) > 1) and it is linear in the velocity."""
+    from skphys.metrics import latent_r2
+
+    X, v = advection(32, seed=3)
+    vae = DynamicsVAE(
+        **{**TINY, "batch_size": 16, "rollout_steps": 6, "decoder_crop": 24},
+        max_epochs=150, output_scale=1e-2, lr=3e-3, random_state=0, device="cpu",
+    ).fit(X)
+    assert len(vae.relevant_latents_) == 1
+    mu = vae.transform(X)
+    assert latent_r2(mu[:, vae.relevant_latents_], v)[0, 0] > 0.9
