@@ -58,9 +58,9 @@ SCALES = {
         ),
         "quick": dict(
             sim=dict(n_points=128, length=32 * math.pi, n_frames=80, t_max=10 * math.pi),
-            n_train=64, n_test=64, epochs=60,
+            n_train=64, n_test=64, epochs=150,
             model=dict(encoder_crop=(48, 64), decoder_crop=40, rollout_steps=8, batch_size=16,
-                       output_scale=1e-3, lr=2e-3),
+                       output_scale=1e-3, lr=2e-3, encoder_widths=(4, 16, 16, 16)),
         ),
     },
     "nls": {
@@ -106,7 +106,8 @@ def build_model(system, scale, epochs, device, seed, verbose, overrides=None):
 
 def model_overrides(args):
     """Model settings given on the command line (None: the scale's default)."""
-    return {"output_scale": args.output_scale, "lr": args.lr, "beta": args.beta, "batch_size": args.batch_size}
+    return {"output_scale": args.output_scale, "lr": args.lr, "beta": args.beta, "batch_size": args.batch_size,
+            "rollout_steps": args.rollout_steps}
 
 
 def add_model_arguments(ap):
@@ -114,6 +115,7 @@ def add_model_arguments(ap):
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--beta", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--rollout-steps", type=int, default=None)
 
 
 def r2_rows(system, model, mu, sigma, y, names):
