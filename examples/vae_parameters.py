@@ -206,7 +206,7 @@ def run_one(system, noise, args, scale, out):
             expected_relevant=EXPECTED_RELEVANT[system], paper_r2=paper, n_train=n_train, n_test=n_test,
             epochs=epochs, final_loss=model.history_[-1]["loss"], sim_s=round(t_sim, 1), fit_s=round(t_fit, 1),
         )
-    print(f"[{tag}] relevant latents {list(model.relevant_latents_)}; stats {model.latent_stats_}", flush=True)
+    print(f"[{tag}] relevant latents {model.relevant_latents_.tolist()}; stats {model.latent_stats_}", flush=True)
     return rows
 
 
