@@ -41,7 +41,7 @@ REF_GPU = 656.0  # samples/s, published code on one H100 (REFERENCE.md section 4
 REF_CPU = 76.0  # samples/s, published code on 2 CPU cores
 
 
-def make_step(module, data, *, bf16, compiled, device, batch=50, enc=(64, 94), dec=(32, 76), beta=0.02):
+def make_step(module, data, *, bf16, compiled, device, compile_mode=None, batch=50, enc=(64, 94), dec=(32, 76), beta=0.02):
     n, T, X, _ = data.shape
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
@@ -58,7 +58,7 @@ def make_step(module, data, *, bf16, compiled, device, batch=50, enc=(64, 94), d
         pred, target, mu, logvar = module(x, t, dec[0] - 1, boundary="crop")
         return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
 
-    fn = torch.compile(loss_fn) if compiled else loss_fn
+    fn = torch.compile(loss_fn, mode=compile_mode) if compiled else loss_fn
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
 
     def step():
@@ -89,6 +89,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10 GPU, 1 CPU)")
     ap.add_argument("--compile", choices=["auto", "yes", "no"], default="no", help="also time torch.compile variants (auto: on CUDA only)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--profile", default=None, help="print a torch.profiler table for the variant with this exact name")
     ap.add_argument(
         "--only", default=None,
         help="comma-separated substrings; time only variants whose name contains one (the reference "
@@ -116,6 +117,8 @@ def main(argv=None):
         variants.append(("grouped conv, fp32, torch.compile", "grouped", False, True))
         if cuda:
             variants.append(("grouped conv, bf16, torch.compile", "grouped", True, True))
+            # CUDA graphs (cudagraph trees) around the compiled forward and backward
+            variants.append(("grouped conv, fp32, torch.compile reduce-overhead", "grouped", False, "reduce-overhead"))
 
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -133,7 +136,8 @@ def main(argv=None):
         module = copy.deepcopy(base)
         module.decoder.conv_impl = impl
         torch.manual_seed(0)
-        step, loss_fn = make_step(module, data, bf16=bf16, compiled=compiled, device=device)
+        mode = compiled if isinstance(compiled, str) else None
+        step, loss_fn = make_step(module, data, bf16=bf16, compiled=bool(compiled), device=device, compile_mode=mode)
         loss, grad = grads_of(module, loss_fn, xe, xd, bf16, device)
         if ref_grad is None:
             ref_loss, ref_grad = loss, grad
@@ -153,6 +157,17 @@ def main(argv=None):
         dt = (time.perf_counter() - t0) / steps
         assert torch.isfinite(last), f"{name}: non-finite loss"
         rows.append((name, dt, dloss, dgrad, t_compile))
+        if args.profile and name == args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=acts) as prof:
+                for _ in range(3):
+                    step()
+                if cuda:
+                    torch.cuda.synchronize()
+            key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
         print(f"{name}: {dt * 1e3:.1f} ms/step (warmup {t_compile:.1f} s), loss rel diff {dloss:.1e}, grad rel diff {dgrad:.1e}", flush=True)
 
     ref_published = REF_GPU if cuda else REF_CPU
