@@ -205,3 +205,97 @@ class TorchEstimatorMixin:
             module = module.to(device)
             setattr(self, name, module)
         return module
+
+
+def channel_stats(X, batch_size=64, estimator=None):
+    """Per-channel mean and std of trajectories ``X`` (array or lazy array-like), in float64.
+
+    Streamed in batches (peak memory one batch), with a shift by the first batch's mean so that
+    fields far from zero keep their precision. A channel with (numerically) zero spread gets
+    scale 1, so normalizing it never divides by zero.
+    """
+    who = f"{estimator}: " if estimator else ""
+    lazy = is_lazy(X)
+    n_ch = X.shape[-1]
+    shift = total = total_sq = None
+    count = 0
+    for _, batch in iter_batches(X, batch_size):
+        if lazy:
+            check_finite_batch(batch, who)
+        b = batch.reshape(-1, n_ch).astype(np.float64)
+        if shift is None:
+            shift = b.mean(0)
+            total, total_sq = np.zeros(n_ch), np.zeros(n_ch)
+        d = b - shift
+        total += d.sum(0)
+        total_sq += (d * d).sum(0)
+        count += d.shape[0]
+    m = total / count
+    mean = shift + m
+    std = np.sqrt(np.maximum(total_sq / count - m * m, 0.0))
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean, std
+
+
+def read_rows(X, idx, estimator=None):
+    """Rows ``idx`` of an array or lazy array-like as float32 numpy (lazy reads in sorted order,
+    as h5py-backed readers want; NaN in lazily read rows raises)."""
+    idx = np.asarray(idx)
+    if isinstance(X, np.ndarray):
+        return np.asarray(X[idx], dtype=np.float32)
+    order = np.argsort(idx, kind="stable")
+    rows = np.asarray(X[idx[order]], dtype=np.float32)
+    check_finite_batch(rows, f"{estimator}: " if estimator else "")
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+def normalized_batch(batch, mean, scale, device):
+    """Channels-last numpy batch -> per-channel normalized, channels-first float32 tensor on ``device``."""
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device, non_blocking=True)
+    mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=device)
+    scale = torch.as_tensor(np.asarray(scale), dtype=torch.float32, device=device)
+    return to_channels_first((x - mean) / scale)
+
+
+class WindowSampler:
+    """Random windows of ``length`` consecutive frames, normalized per channel, for training.
+
+    ``epoch(batch_size)`` visits every trajectory once in a random order and yields
+    channels-first float32 tensors ``(b, C, length, *space)`` on ``device``, each from a random
+    start frame. An in-memory array is normalized and moved to the device once and windows are
+    gathered there; a lazy array-like (e.g. :class:`skphys.datasets.LazyWindows`) is read batch
+    by batch, so memory stays bounded by one batch. Indices come from a CPU generator seeded with
+    ``seed``, so the windows drawn do not depend on the device.
+    """
+
+    def __init__(self, X, length, mean, scale, device, seed, estimator=None, max_device_fraction=0.25):
+        self.X, self.length, self.device, self.estimator = X, int(length), device, estimator
+        self.n, self.n_frames = X.shape[0], X.shape[1]
+        self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=device)
+        self.scale = torch.as_tensor(np.asarray(scale), dtype=torch.float32, device=device)
+        self.generator = torch_generator(seed)
+        self.data = None
+        if isinstance(X, np.ndarray):
+            fits = device.type != "cuda" or X.nbytes < max_device_fraction * torch.cuda.mem_get_info(device)[0]
+            if fits:
+                self.data = self.normalize(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device))
+
+    def normalize(self, x):
+        """Channels-last tensor on the device -> normalized (same layout)."""
+        return (x - self.mean) / self.scale
+
+    def epoch(self, batch_size):
+        perm = torch.randperm(self.n, generator=self.generator)
+        offsets = torch.arange(self.length)
+        for s in range(0, self.n, batch_size):
+            idx = perm[s : s + batch_size]
+            t0 = torch.randint(0, self.n_frames - self.length + 1, (len(idx), 1), generator=self.generator)
+            if self.data is not None:
+                win = self.data[idx.to(self.device)[:, None], (t0 + offsets).to(self.device)]
+            else:
+                rows = read_rows(self.X, idx.numpy(), self.estimator)
+                win = rows[np.arange(len(idx))[:, None], (t0 + offsets).numpy()]
+                win = self.normalize(torch.from_numpy(win).to(self.device, non_blocking=True))
+            yield to_channels_first(win)

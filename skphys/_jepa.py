@@ -14,7 +14,10 @@ from ._base import (
     TorchEstimatorMixin,
     autocast,
     check_finite_batch,
+    WindowSampler,
+    channel_stats,
     check_trajectories,
+    normalized_batch,
     is_lazy,
     iter_batches,
     resolve_device,
@@ -27,12 +30,6 @@ from .nn.depthwise import IMPLS
 from .nn.vicreg import vicreg_loss
 
 __all__ = ["JEPAEmbedder"]
-
-
-def _as_5d(x, spatial_dims):
-    """(n, T, *space, C) tensor -> (n, C, T, H, W) with W = 1 for 1-D systems."""
-    x = x.movedim(-1, 1)
-    return x.unsqueeze(-1) if spatial_dims == 1 else x
 
 
 def jepa_loss(encoder, predictor, win, n_frames, coeffs=(2.0, 40.0, 2.0), n_chunks=5, generator=None):
@@ -206,9 +203,6 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         except ValueError as exc:
             raise ValueError(f"{type(self).__name__}: {exc}") from None
 
-    def _normalize(self, batch):
-        return (batch - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
-
     # ------------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -240,14 +234,9 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 "(a context window and the target window after it)"
             )
         self._check_sizes(X, n_stages)
-        if is_lazy(X):
-            X = np.concatenate([check_finite_batch(b, f"{who}: ") for _, b in iter_batches(X, 64)])
         self.n_channels_ = X.shape[-1]
-        self.spatial_dims_ = X.ndim - 3
-        axes = tuple(range(X.ndim - 1))
-        self.mean_ = X.mean(axis=axes, dtype=np.float64)
-        std = X.std(axis=axes, dtype=np.float64)
-        self.scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean_)), std, 1.0)
+        self.spatial_dims_ = len(X.shape) - 3
+        self.mean_, self.scale_ = channel_stats(X, estimator=who)
 
         rs = check_random_state(self.random_state)
         seed = torch_seed(rs)
@@ -262,23 +251,18 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         encoder.to(device).train()
         predictor.to(device).train()
 
-        # the whole (normalized) data set lives on the device as (n, T, C, H, W); windows are gathered there
-        data = torch.from_numpy(self._normalize(X)).to(device)
-        data = _as_5d(data, self.spatial_dims_).transpose(1, 2).contiguous()
-        n, t_total = data.shape[0], data.shape[1]
+        # (context, target) pairs: random windows of 2 * n_frames consecutive frames
         nf = self.n_frames
-        bs = min(self.batch_size, n)
-        steps = -(-n // bs)
-        gen = torch_generator(seed + 1, device)
-        offsets = torch.arange(2 * nf, device=device)
+        sampler = WindowSampler(X, 2 * nf, self.mean_, self.scale_, device, seed + 1, estimator=who)
+        bs = min(self.batch_size, X.shape[0])
+        steps = -(-X.shape[0] // bs)
+        gen = torch_generator(seed + 2, device)
         noise = float(self.input_noise)
 
         def make_batches(epoch):
-            perm = torch.randperm(n, device=device, generator=gen)
-            for s in range(steps):
-                idx = perm[s * bs : (s + 1) * bs]
-                t0 = torch.randint(0, t_total - 2 * nf + 1, (len(idx), 1), device=device, generator=gen)
-                win = data[idx[:, None], t0 + offsets].transpose(1, 2)  # (b, C, 2nf, H, W)
+            for win in sampler.epoch(bs):  # (b, C, 2nf, *space)
+                if self.spatial_dims_ == 1:
+                    win = win.unsqueeze(-1)
                 if noise > 0:
                     win = win + noise * torch.randn(win.shape, device=device, generator=gen)
                 yield win
@@ -304,7 +288,6 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             verbose=self.verbose,
             desc=who,
         )
-        del data
         self.encoder_ = encoder.eval()
         self.predictor_ = predictor.eval()
         return self
@@ -338,9 +321,11 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             for _, batch in iter_batches(X, bs):
                 if lazy:
                     check_finite_batch(batch, f"{who}: ")
-                xb = torch.from_numpy(self._normalize(batch[:, : self.n_frames])).to(device)
+                xb = normalized_batch(batch[:, : self.n_frames], self.mean_, self.scale_, device)
+                if self.spatial_dims_ == 1:
+                    xb = xb.unsqueeze(-1)
                 with autocast(device):
-                    z = encoder(_as_5d(xb, self.spatial_dims_))
+                    z = encoder(xb)
                 z = z.float().flatten(2).transpose(1, 2)  # (b, tokens, width)
                 if self.pooling == "mean":
                     z = z.mean(dim=1)

@@ -13,13 +13,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     TorchEstimatorMixin,
+    WindowSampler,
     autocast,
+    channel_stats,
     check_finite_batch,
     check_trajectories,
     is_lazy,
     iter_batches,
+    normalized_batch,
     resolve_device,
-    to_channels_first,
     torch_generator,
     torch_seed,
 )
@@ -29,19 +31,6 @@ from .nn.vit import VideoMAE
 __all__ = ["VideoMAEEmbedder"]
 
 _WHO = "VideoMAEEmbedder"
-
-
-def _read_rows(X, idx):
-    """Rows ``idx`` of an array or lazy array-like, as float32 numpy (sorted reads for h5py)."""
-    idx = np.asarray(idx)
-    if isinstance(X, np.ndarray):
-        return X[idx]
-    order = np.argsort(idx, kind="stable")
-    rows = np.asarray(X[idx[order]], dtype=np.float32)
-    check_finite_batch(rows, f"{_WHO}: ")
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
 
 
 class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -234,33 +223,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         return space
 
     def _windows_tensor(self, batch, device):
-        """``(n, T>=n_frames, *space, C)`` numpy -> normalized channels-first tensor on device."""
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if device.type == "cuda":
-            x = x.pin_memory().to(device, non_blocking=True)
-        mean = torch.as_tensor(self.mean_, dtype=torch.float32, device=device)
-        std = torch.as_tensor(self.scale_, dtype=torch.float32, device=device)
-        x = (x.to(device) - mean) / std
-        return to_channels_first(x)
-
-    def _field_stats(self, X):
-        n_ch = X.shape[-1]
-        if not self.normalize:
-            return np.zeros(n_ch, np.float32), np.ones(n_ch, np.float32)
-        total = np.zeros(n_ch)
-        total_sq = np.zeros(n_ch)
-        count = 0
-        for _, batch in iter_batches(X, max(1, self.batch_size)):
-            if is_lazy(X):
-                check_finite_batch(batch, f"{_WHO}: ")
-            b = batch.reshape(-1, n_ch).astype(np.float64)
-            total += b.sum(0)
-            total_sq += (b * b).sum(0)
-            count += b.shape[0]
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        return mean.astype(np.float32), std.astype(np.float32)
+        """``(n, T, *space, C)`` numpy -> normalized channels-first tensor on ``device``."""
+        return normalized_batch(batch, self.mean_, self.scale_, device)
 
     # ------------------------------------------------------------------ scikit-learn API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -287,9 +251,12 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         rng = np.random.RandomState(torch_seed(self.random_state))
         init_seed = int(rng.randint(0, 2**31 - 1))
         mask_seed = int(rng.randint(0, 2**31 - 1))
-        n, t_total, n_ch = X.shape[0], X.shape[1], X.shape[-1]
+        n, n_ch = X.shape[0], X.shape[-1]
 
-        self.mean_, self.scale_ = self._field_stats(X)
+        if self.normalize:
+            self.mean_, self.scale_ = channel_stats(X, max(1, self.batch_size), estimator=_WHO)
+        else:
+            self.mean_, self.scale_ = np.zeros(n_ch), np.ones(n_ch)
         self.n_channels_ = int(n_ch)
         self.spatial_shape_ = space
         p = self.patch_size
@@ -318,17 +285,10 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         steps = math.ceil(n / self.batch_size)
         n_frames = self.n_frames
 
+        sampler = WindowSampler(X, n_frames, self.mean_, self.scale_, device, int(rng.randint(0, 2**31 - 1)), _WHO)
+
         def make_batches(epoch):
-            order = rng.permutation(n)
-            for s in range(0, n, self.batch_size):
-                idx = order[s : s + self.batch_size]
-                starts = rng.randint(0, t_total - n_frames + 1, size=len(idx))
-                if isinstance(X, np.ndarray):
-                    batch = np.stack([X[i, t0 : t0 + n_frames] for i, t0 in zip(idx, starts)])
-                else:
-                    rows = _read_rows(X, idx)
-                    batch = np.stack([r[t0 : t0 + n_frames] for r, t0 in zip(rows, starts)])
-                yield self._windows_tensor(batch, device)
+            return sampler.epoch(self.batch_size)
 
         def loss_fn(batch):
             loss = module.loss(batch, mask_ratio=self.mask_ratio, generator=gen)
