@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_random_state
 
 __all__ = [
@@ -30,6 +31,20 @@ __all__ = [
     "TorchEstimatorMixin",
     "to_channels_first",
 ]
+
+
+#: Constraints of the constructor parameters every torch estimator shares (scikit-learn's
+#: ``_parameter_constraints`` format); each estimator adds its own with ``{**TRAINING_CONSTRAINTS, ...}``.
+TRAINING_CONSTRAINTS = {
+    "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+    "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
 
 
 def resolve_device(device="auto"):

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ._base import (
+    TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     autocast,
     check_finite_batch,
@@ -134,14 +135,7 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "pooling": [StrOptions({"tokens", "mean"})],
         "input_noise": [Interval(numbers.Real, 0, None, closed="left")],
         "dw_impl": [StrOptions(set(IMPLS))],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
 
-from ._base import TorchEstimatorMixin, autocast, resolve_device, torch_generator, torch_seed
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, autocast, resolve_device, torch_generator, torch_seed
 from ._training import train
 from .nn.attentive_pooler import AttentiveHead
 
@@ -103,14 +103,7 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
         "target_transform": [None, StrOptions(set(_TRANSFORMS)), tuple],
         "transform_columns": [None, "array-like"],
         "train_fraction": [Interval(numbers.Real, 0, 1, closed="right")],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(

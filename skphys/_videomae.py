@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
+    TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     WindowSampler,
     autocast,
@@ -143,14 +144,7 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "mask_ratio": [Interval(numbers.Real, 0, 1, closed="left")],
         "pooling": [StrOptions({"tokens", "mean"})],
         "normalize": ["boolean"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(
