@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
+    TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     check_trajectories,
     iter_batches,
@@ -129,6 +130,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
         "n_latents": [Interval(numbers.Integral, 1, None, closed="left")],
         "beta": [Interval(numbers.Real, 0, None, closed="left"), None],
         "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -143,14 +145,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "encoder_widths": ["array-like", None],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
