@@ -294,7 +294,10 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         boundary = self.boundary
 
         def make_batches(epoch):
+            # every batch is full (the last one is completed from the start of the epoch's order),
+            # so that on a GPU one captured CUDA graph serves every step
             perm = torch.randperm(n, device=device, generator=gen)
+            perm = torch.cat([perm, perm[: (-n) % bs]])
             for start in range(0, n, bs):
                 idx = perm[start : start + bs]
                 x = self._gather(data, self._crop_indices(idx, T, space, enc, gen, device))
@@ -302,10 +305,10 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 yield x, t
 
         def loss_fn(batch):
+            # in-loss randomness (position dropout, reparameterisation) comes from the default
+            # generator, seeded in fit: CUDA-graph safe
             x, t = batch
-            pred, target, mu, logvar = module(
-                x, t, steps, boundary=boundary, fill_value=self.fill_value, generator=gen
-            )
+            pred, target, mu, logvar = module(x, t, steps, boundary=boundary, fill_value=self.fill_value)
             mse = torch.mean((pred.float() - target.float()) ** 2)
             kl = kl_standard_normal(mu, logvar).mean()
             return mse + beta * kl, {"mse": mse, "kl": kl}
@@ -323,6 +326,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             amp=self.mixed_precision,
             verbose=self.verbose,
             desc="DynamicsVAE",
+            cuda_graph=True,
         )
         module.eval()
         self.module_ = module

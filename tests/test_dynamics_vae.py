@@ -42,7 +42,7 @@ def advection(n, T=36, X=40, seed=0, velocity=None):
 
 
 @pytest.mark.parametrize("space", [(23,), (9, 11)])
-def test_grouped_dynamic_conv_equals_unfold_and_per_sample_conv(space):
+def test_dynamic_conv_equals_unfold_and_per_sample_conv(space):
     torch.manual_seed(0)
     B, cin, cout, k = 3, 2, 4, 5
     x = torch.randn(B, cin, *space, dtype=torch.float64)
