@@ -216,8 +216,9 @@ def embed(method, embedder, X_fit, X_train_win, X_test_win, X_train_long=None, X
     return np.asarray(a, np.float32), np.asarray(b, np.float32)
 
 
-def run_protocol(system, methods, seeds, cfg, device, data, out_rows, parity):
-    """Pretrain, embed, probe; append one row per (method, seed, parameter) to ``out_rows``."""
+def run_protocol(system, methods, seeds, cfg, device, data, out_rows, parity, checkpoint=None):
+    """Pretrain, embed, probe; append one row per (method, seed, parameter) to ``out_rows`` and
+    call ``checkpoint()`` after each fit (so a run cut off by a time limit keeps what it did)."""
     X_fit, Xtr, Xte, Xtr_long, Xte_long, ytr, yte, labels = data
     for method in methods:
         if method == "vae" and (Xtr_long is None or min(Xtr_long.shape[1:-1]) < 31):
@@ -240,6 +241,8 @@ def run_protocol(system, methods, seeds, cfg, device, data, out_rows, parity):
             out_rows.append(dict(system=system, method=method, seed=seed, parameter="mean", mse=float(mse.mean())))
             if seed == seeds[0]:
                 parity[(system, method)] = (yte, pred, labels)
+            if checkpoint is not None:
+                checkpoint()
 
 
 def builtin_data(system, cfg, device, cache_dir, data_seed=0):
@@ -421,6 +424,13 @@ def main(argv=None):
     device = str(resolve_device(args.device))
     rows, parity = [], {}
     tag = args.scale + (f"_{args.tag}" if args.tag else "")
+
+    def checkpoint():  # raw per-fit rows so far, replaced atomically after every fit
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(out / f"compare_{tag}_raw.csv.tmp", index=False)
+        os.replace(out / f"compare_{tag}_raw.csv.tmp", out / f"compare_{tag}_raw.csv")
+
     if args.well_root:
         tag = f"{tag}_well"
         for name in args.well_datasets:
@@ -430,7 +440,7 @@ def main(argv=None):
             log(f"The Well {name}: loading lazily from {args.well_root}")
             data = well_data(args.well_root, name, cfg, args.max_windows)
             sub = {}
-            run_protocol(f"well/{name}", args.methods, seeds, cfg, device, data, rows, sub)
+            run_protocol(f"well/{name}", args.methods, seeds, cfg, device, data, rows, sub, checkpoint)
             parity_plot(sub, out / f"parity_{tag}_{name}.png", f"The Well {name} ({args.scale})")
             parity.update(sub)
     else:
@@ -438,14 +448,12 @@ def main(argv=None):
         for system in systems:
             data = builtin_data(system, cfg, device, cache)
             sub = {}
-            run_protocol(system, args.methods, seeds, cfg, device, data, rows, sub)
+            run_protocol(system, args.methods, seeds, cfg, device, data, rows, sub, checkpoint)
             parity_plot(sub, out / f"parity_{tag}_{system}.png", f"{system} ({args.scale})")
             parity.update(sub)
     if not rows:
         raise SystemExit("no results: every method was skipped")
     df, summary, wide = summarize(rows)
-    df.to_csv(out / f"compare_{tag}_raw.csv.tmp", index=False)
-    os.replace(out / f"compare_{tag}_raw.csv.tmp", out / f"compare_{tag}_raw.csv")
     summary.drop(columns="mse").to_csv(out / f"compare_{tag}_summary.csv.tmp", index=False)
     os.replace(out / f"compare_{tag}_summary.csv.tmp", out / f"compare_{tag}_summary.csv")
     table = wide.to_markdown(index=False)
