@@ -18,23 +18,22 @@ and dropped: the FFT is faster and needs no extra dependency.
 
 ``impl="auto"`` picks per call. On the CPU: ``"fft"`` whenever a gradient will be needed (the
 CPU backward of ``F.conv3d`` is 10-100x slower than the FFT's) and ``"conv3d"`` for inference.
-On CUDA: ``"fft"`` for volumes ``T*H*W >= AUTO_FFT_MIN_VOLUME`` (cuDNN has no fast depthwise 3-D
-path), ``"conv3d"`` below (launch overhead dominates). ``benchmarks/bench_depthwise.py``
-measures the choices.
+On CUDA: ``"fft"`` always (cuDNN has no fast depthwise 3-D path; on an H100 the whole JEPA step
+at the paper's configuration took 438 ms with ``"fft"`` in every stage and 490 ms with
+``"conv3d"`` for the small late stages). ``benchmarks/bench_depthwise.py`` and
+``benchmarks/bench_jepa.py`` measure the choices.
 """
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IMPLS", "depthwise_conv3d", "DepthwiseConv3d", "next_fast_len", "AUTO_FFT_MIN_VOLUME"]
+__all__ = ["IMPLS", "depthwise_conv3d", "DepthwiseConv3d", "next_fast_len"]
 
 IMPLS = ("auto", "conv3d", "conv2d", "fft")
-AUTO_FFT_MIN_VOLUME = 4096
 
 
 def next_fast_len(n):
@@ -108,8 +107,7 @@ def _auto_impl(x, weight):
     if x.device.type == "cpu":
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         return "fft" if needs_grad else "conv3d"
-    volume = math.prod(x.shape[2:])
-    return "fft" if volume >= AUTO_FFT_MIN_VOLUME else "conv3d"
+    return "fft"
 
 
 def depthwise_conv3d(x, weight, bias=None, impl="auto"):
