@@ -61,8 +61,7 @@ def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=
         return data[idx[:, None, None], ti, xi].movedim(-1, 1)
 
     def loss_fn(x, t):
-        pred, target, mu, logvar = module(x, t, dec[0] - 1, boundary="crop")
-        return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
+        return _loss(module, x, t, dec, beta)
 
     fn = torch.compile(loss_fn, mode=compile_mode) if compiled else loss_fn
     if graph:  # exactly what skphys._training.train(cuda_graph=True) does for DynamicsVAE.fit
