@@ -6,15 +6,24 @@ random crop gather on the device + encoder + 31 decoder steps + MSE/KL + backwar
 
 Variants (each measured separately, "before" first):
 
-- ``reference``: dynamic convolution by unfold + bmm (the published code's formulation), fp32;
+- ``reference``: the published code's formulation: dynamic convolution by unfold + bmm, and the
+  encoder's convolutions in PyTorch's default (NCHW) layout, fp32;
 - ``strided-view bmm``: kernel windows as a strided view, one copy and one ``baddbmm`` per layer
   (``skphys.nn.dynamics_vae.dynamic_conv``); ``F.unfold`` and cuDNN's grouped convolution loop
-  over the batch internally;
+  over the batch internally. On the CPU the encoder runs its convolutions channels-last (what
+  ``DynamicsEncoder`` does there): oneDNN's dilated-convolution backward is ~1.4x faster so;
 - on CUDA: the same with the whole step (forward, backward, AdamW) captured as a CUDA graph and
   replayed (``skphys._training.train(cuda_graph=True)``, what ``DynamicsVAE.fit`` does), fp32
   and bf16;
-- (a channels-last encoder on the CPU was tried: 872 vs 890 ms per step, within noise, dropped);
+- (CPU, tried and dropped: FFT convolution for the encoder (2.4-3.4x fewer multiply-adds, but
+  2-3x slower: 2050 batched 50x64x64 complex products run at a third of the GEMM rate),
+  space-to-batch for the dilations (slower), a hand-written backward for the dynamic convolution
+  (~20% of the decoder, ~2% of the step));
 - ``--compile``: ``torch.compile`` variants, for comparison.
+
+The printout also gives the step's multiply-add count (convolutions and matmuls, forward; a
+training step costs about 3x that) and, on the CPU, the machine's measured fp32 GEMM rate: their
+ratio is the arithmetic floor of a step on that machine, whatever the implementation.
 
 The "equal results" column compares the loss and all gradients of each variant with the
 reference on the same parameters and inputs (max relative difference of the gradient vectors).
@@ -107,6 +116,43 @@ def _loss(module, x, t, dec=(32, 76), beta=0.02):
     return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
 
 
+def use_nchw_encoder(module):
+    """Make ``module``'s encoder run in PyTorch's default layout on every device (the published
+    code's behaviour); ``DynamicsEncoder`` otherwise switches to channels-last on the CPU."""
+    enc = module.encoder
+
+    def forward(x):
+        h = enc.features(x)
+        return enc.mu_head(h), enc.logvar_head(h)
+
+    enc.forward = forward
+
+
+def step_flops(module, x, t):
+    """FLOPs of one forward + backward (convolutions and matmuls), by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _loss(module, x, t).backward()
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def gemm_rate(device, n=3):
+    """Best-of-``n`` fp32 GEMM rate (FLOP/s) of a convolution-sized product on ``device``."""
+    a = torch.randn(4096, 576, device=device)
+    b = torch.randn(576, 2048, device=device)
+    best = float("inf")
+    for _ in range(n + 1):
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4096 * 576 * 2048 / best
+
+
 def grads_of(module, loss_fn, x, t, bf16, device):
     module.zero_grad(set_to_none=True)
     with autocast(device, bf16):
@@ -171,6 +217,8 @@ def main(argv=None):
     for name, impl, bf16, compiled, graph in variants:
         module = copy.deepcopy(base)
         module.decoder.conv_impl = impl
+        if impl == "unfold":
+            use_nchw_encoder(module)
         torch.manual_seed(0)
         mode = compiled if isinstance(compiled, str) else None
         loss, grad = grads_of(module, lambda x, t: _loss(module, x, t), xe, xd, bf16, device)
@@ -207,6 +255,7 @@ def main(argv=None):
             print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
         print(f"{name}: {dt * 1e3:.1f} ms/step (warmup {t_compile:.1f} s), loss rel diff {dloss:.1e}, grad rel diff {dgrad:.1e}", flush=True)
 
+    flops = step_flops(copy.deepcopy(base), xe, xd)
     ref_published = REF_GPU if cuda else REF_CPU
     t_ref = rows[0][1]
     lines = [
@@ -220,8 +269,16 @@ def main(argv=None):
         )
     notes = (
         f"KS config: batch 50, encoder crop 64x94, 31 decoder steps at width 76, 5 latents; {steps} timed steps "
-        f"after {warmup} warm-up; published code: {ref_published:.0f} samples/s on this device class (REFERENCE.md)"
+        f"after {warmup} warm-up; published code: {ref_published:.0f} samples/s on this device class (REFERENCE.md); "
+        f"one step = {flops / 1e9:.1f} GFLOP (forward + backward, torch.utils.flop_counter)"
     )
+    if not cuda:
+        rate = gemm_rate(device)
+        floor = flops / rate
+        notes += (
+            f"; this machine's fp32 GEMM rate {rate / 1e9:.0f} GFLOP/s, so no implementation of these FLOPs "
+            f"beats {floor * 1e3:.0f} ms per step ({50 / floor:.0f} samples/s) here"
+        )
     record("dynamics_vae", "\n".join(lines), notes)
 
 
