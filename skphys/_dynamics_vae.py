@@ -21,7 +21,7 @@ from ._base import (
     torch_seed,
 )
 from ._training import train
-from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal
+from .nn.dynamics_vae import DynamicsEncoder, DynamicsVAEModule, kl_standard_normal
 
 __all__ = ["DynamicsVAE"]
 
@@ -68,7 +68,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         (Dirichlet, value ``fill_value``) pad the state.
     encoder_crop : tuple of int, default=None
         ``(frames, *space)`` of the encoder's crops. ``None``: (64, 94) in 1-D, (45, 62, 62) in 2-D.
-        Every entry must be at least 31, the encoder's receptive field.
+        Every entry must be at least the encoder's receptive field, ``1 + 2 * sum(encoder_dilations)``
+        (31 with the default dilations).
     decoder_crop : int or tuple of int, default=None
         Spatial size of the decoder's crops (including the padding in ``"crop"`` mode). ``None``:
         76 in 1-D and (44, 44) in 2-D with ``boundary="crop"``, the whole domain otherwise.
@@ -87,6 +88,12 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     encoder_widths : sequence of 4 int, default=None
         Widths of the encoder's dilated convolutions. ``None``: (4, 16, 64, 64) in 1-D and
         (8, 64, 64, 64) in 2-D (the paper's).
+    encoder_dilations : sequence of int, default=None
+        Dilations of the encoder's kernel-3 convolutions, one per entry of ``encoder_widths``
+        (4 with the default widths). ``None``: (1, 2, 4, 8), the paper's, with receptive field
+        31. Smaller dilations shrink the receptive field and with it the smallest encoder crop
+        and the trajectories ``transform`` accepts (e.g. (1, 1, 2, 4): 17), which makes 2-D
+        training steps much cheaper on a CPU.
     relevance_threshold : float, default=1.0
         A latent is relevant when ``var(mu) / mean(sigma^2)`` on the training data exceeds this.
     max_epochs : int, default=2000
@@ -144,6 +151,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "output_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "encoder_widths": ["array-like", None],
+        "encoder_dilations": ["array-like", None],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
     }
@@ -163,6 +171,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         output_scale=1e-6,
         kernel_hidden_factor=None,
         encoder_widths=None,
+        encoder_dilations=None,
         relevance_threshold=1.0,
         max_epochs=2000,
         batch_size=50,
@@ -186,6 +195,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.output_scale = output_scale
         self.kernel_hidden_factor = kernel_hidden_factor
         self.encoder_widths = encoder_widths
+        self.encoder_dilations = encoder_dilations
         self.relevance_threshold = relevance_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -197,16 +207,29 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ helpers
-    _RF = 31  # receptive field of the dynamics encoder
+    _RF = 31  # receptive field of the dynamics encoder with the default dilations (1, 2, 4, 8)
+
+    def _encoder_dilations(self):
+        if self.encoder_dilations is None:
+            return None
+        dil = tuple(self.encoder_dilations)
+        n_layers = 4 if self.encoder_widths is None else len(tuple(self.encoder_widths))
+        if len(dil) != n_layers or not all(isinstance(v, numbers.Integral) and v >= 1 for v in dil):
+            raise ValueError(
+                f"encoder_dilations must be {n_layers} positive integers (one per encoder layer), got {dil!r}"
+            )
+        return tuple(int(v) for v in dil)
 
     def _resolve_sizes(self, shape):
         d = len(shape) - 3
         enc_default, dec_default, steps_default, beta_default = _DEFAULTS[d]
         space = tuple(shape[2:-1])
+        dil = self._encoder_dilations()
+        rf = self._RF if dil is None else 1 + 2 * sum(dil)
         enc = _as_tuple(enc_default if self.encoder_crop is None else self.encoder_crop, d + 1, "encoder_crop")
-        if any(e < self._RF for e in enc):
+        if any(e < rf for e in enc):
             raise ValueError(
-                f"encoder_crop={enc} is too small: every entry must be at least {self._RF}, the "
+                f"encoder_crop={enc} is too small: every entry must be at least {rf}, the "
                 "receptive field of the dynamics encoder"
             )
         if self.kernel_size % 2 != 1:
@@ -275,6 +298,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         n, T = X.shape[:2]
         space = X.shape[2:-1]
         C = X.shape[-1]
+        widths = None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths)
         module = DynamicsVAEModule(
             C,
             self.n_latents,
@@ -283,9 +307,14 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             self.kernel_size,
             self.kernel_hidden_factor,
             self.output_scale,
-            encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
+            encoder_widths=widths,
             position_dropout=self.position_dropout,
-        ).to(device)
+        )
+        dil = self._encoder_dilations()
+        if dil is not None:
+            # DynamicsVAEModule builds the paper's encoder; swap in one with these dilations
+            module.encoder = DynamicsEncoder(C, self.n_latents, d, widths, dilations=dil)
+        module = module.to(device)
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)
         bs = min(self.batch_size, n)
@@ -346,7 +375,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     def _check_X(self, X, min_frames=None):
         check_is_fitted(self)
         d = self.n_spatial_dims_
-        rf = self._RF
+        rf = self.module_.encoder.receptive_field
         X = check_trajectories(
             X,
             spatial_dims=(d,),
@@ -359,7 +388,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         return X
 
     def transform(self, X, return_std=False):
-        """Latent means of trajectories of any length and size (at least 31 frames and points).
+        """Latent means of trajectories of any length and size (at least the encoder's receptive
+        field, 31 frames and points with the default ``encoder_dilations``).
 
         Parameters
         ----------

@@ -217,6 +217,29 @@ def test_two_d_data():
     assert vae.predict(X[:, 0], 2, latents=np.zeros((2, 5))).shape == (2, 2, 32, 31, 2)
 
 
+def test_encoder_dilations_shrink_the_receptive_field():
+    X, _ = advection(6)
+    params = dict(TINY, encoder_crop=(17, 17), max_epochs=1, random_state=0, device="cpu")
+    vae = DynamicsVAE(**params, encoder_dilations=(1, 1, 2, 4)).fit(X)
+    assert vae.encoder_dilations == (1, 1, 2, 4)  # stored as given
+    assert [m.dilation[0] for m in vae.module_.encoder.features if hasattr(m, "dilation")] == [1, 1, 2, 4]
+    assert vae.module_.encoder.receptive_field == 17
+    assert vae.transform(X[:, :17, :17]).shape == (6, 5)
+    with pytest.raises(ValueError, match="at least 17"):
+        vae.transform(X[:, :16])
+    again = DynamicsVAE(**params, encoder_dilations=[1, 1, 2, 4]).fit(X)
+    np.testing.assert_allclose(vae.transform(X), again.transform(X), rtol=1e-5, atol=1e-6)
+    # the default keeps the paper's encoder (receptive field 31)
+    with pytest.raises(ValueError, match="at least 31"):
+        DynamicsVAE(**params).fit(X)
+    with pytest.raises(ValueError, match="at least 21"):
+        DynamicsVAE(**params, encoder_dilations=(1, 2, 3, 4)).fit(X)
+    with pytest.raises(ValueError, match="encoder_dilations must be 4 positive integers"):
+        DynamicsVAE(**params, encoder_dilations=(1, 2, 4)).fit(X)
+    with pytest.raises(ValueError, match="encoder_dilations must be 4 positive integers"):
+        DynamicsVAE(**params, encoder_dilations=(0, 1, 2, 4)).fit(X)
+
+
 def test_sklearn_integration():
     X, _ = advection(8)
     vae = DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu")
