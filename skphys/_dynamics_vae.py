@@ -21,7 +21,7 @@ from ._base import (
     torch_seed,
 )
 from ._training import train
-from .nn.dynamics_vae import DynamicsEncoder, DynamicsVAEModule, kl_standard_normal
+from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal
 
 __all__ = ["DynamicsVAE"]
 
@@ -207,11 +207,9 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ helpers
-    _RF = 31  # receptive field of the dynamics encoder with the default dilations (1, 2, 4, 8)
-
     def _encoder_dilations(self):
         if self.encoder_dilations is None:
-            return None
+            return (1, 2, 4, 8)  # the paper's: receptive field 31
         dil = tuple(self.encoder_dilations)
         n_layers = 4 if self.encoder_widths is None else len(tuple(self.encoder_widths))
         if len(dil) != n_layers or not all(isinstance(v, numbers.Integral) and v >= 1 for v in dil):
@@ -225,7 +223,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         enc_default, dec_default, steps_default, beta_default = _DEFAULTS[d]
         space = tuple(shape[2:-1])
         dil = self._encoder_dilations()
-        rf = self._RF if dil is None else 1 + 2 * sum(dil)
+        rf = 1 + 2 * sum(dil)
         enc = _as_tuple(enc_default if self.encoder_crop is None else self.encoder_crop, d + 1, "encoder_crop")
         if any(e < rf for e in enc):
             raise ValueError(
@@ -309,11 +307,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             self.output_scale,
             encoder_widths=widths,
             position_dropout=self.position_dropout,
+            encoder_dilations=self._encoder_dilations(),
         )
-        dil = self._encoder_dilations()
-        if dil is not None:
-            # DynamicsVAEModule builds the paper's encoder; swap in one with these dilations
-            module.encoder = DynamicsEncoder(C, self.n_latents, d, widths, dilations=dil)
         module = module.to(device)
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)

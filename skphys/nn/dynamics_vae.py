@@ -307,9 +307,10 @@ class DynamicsVAEModule(nn.Module):
         output_scale=1e-6,
         encoder_widths=None,
         position_dropout=0.1,
+        encoder_dilations=(1, 2, 4, 8),
     ):
         super().__init__()
-        self.encoder = DynamicsEncoder(channels, n_latents, n_spatial_dims, encoder_widths)
+        self.encoder = DynamicsEncoder(channels, n_latents, n_spatial_dims, encoder_widths, dilations=encoder_dilations)
         self.decoder = PropagatingDecoder(
             channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale
         )
