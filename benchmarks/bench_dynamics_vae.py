@@ -6,24 +6,25 @@ random crop gather on the device + encoder + 31 decoder steps + MSE/KL + backwar
 
 Variants (each measured separately, "before" first):
 
-- ``reference``: the published code's formulation: dynamic convolution by unfold + bmm, and the
-  encoder's convolutions in PyTorch's default (NCHW) layout, fp32;
+- ``reference``: dynamic convolution by unfold + bmm (the published code's formulation), fp32;
 - ``strided-view bmm``: kernel windows as a strided view, one copy and one ``baddbmm`` per layer
   (``skphys.nn.dynamics_vae.dynamic_conv``); ``F.unfold`` and cuDNN's grouped convolution loop
-  over the batch internally. On the CPU the encoder runs its convolutions channels-last (what
-  ``DynamicsEncoder`` does there): oneDNN's dilated-convolution backward is ~1.4x faster so;
+  over the batch internally;
 - on CUDA: the same with the whole step (forward, backward, AdamW) captured as a CUDA graph and
   replayed (``skphys._training.train(cuda_graph=True)``, what ``DynamicsVAE.fit`` does), fp32
   and bf16;
-- (CPU, tried and dropped: FFT convolution for the encoder (2.4-3.4x fewer multiply-adds, but
+- (CPU, tried and dropped: a channels-last encoder (1.3x on the encoder alone with contiguous
+  NCHW inputs, but no gain in the whole training step: 950-990 ms either way, each in its own
+  process; crops gathered from (N, T, X, C) data already lead oneDNN to channels-last when C=1),
+  FFT convolution for the encoder (2.4-3.4x fewer multiply-adds, but
   2-3x slower: 2050 batched 50x64x64 complex products run at a third of the GEMM rate),
   space-to-batch for the dilations (slower), a hand-written backward for the dynamic convolution
   (~20% of the decoder, ~2% of the step));
 - ``--compile``: ``torch.compile`` variants, for comparison.
 
-The printout also gives the step's multiply-add count (convolutions and matmuls, forward; a
-training step costs about 3x that) and, on the CPU, the machine's measured fp32 GEMM rate: their
-ratio is the arithmetic floor of a step on that machine, whatever the implementation.
+The notes also give the FLOPs of one step (convolutions and matmuls, forward and backward,
+counted by ``torch.utils.flop_counter``) and, on the CPU, the machine's measured fp32 GEMM rate:
+their ratio is the arithmetic floor of a step on that machine, whatever the implementation.
 
 The "equal results" column compares the loss and all gradients of each variant with the
 reference on the same parameters and inputs (max relative difference of the gradient vectors).
@@ -116,18 +117,6 @@ def _loss(module, x, t, dec=(32, 76), beta=0.02):
     return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
 
 
-def use_nchw_encoder(module):
-    """Make ``module``'s encoder run in PyTorch's default layout on every device (the published
-    code's behaviour); ``DynamicsEncoder`` otherwise switches to channels-last on the CPU."""
-    enc = module.encoder
-
-    def forward(x):
-        h = enc.features(x)
-        return enc.mu_head(h), enc.logvar_head(h)
-
-    enc.forward = forward
-
-
 def step_flops(module, x, t):
     """FLOPs of one forward + backward (convolutions and matmuls), by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -217,8 +206,6 @@ def main(argv=None):
     for name, impl, bf16, compiled, graph in variants:
         module = copy.deepcopy(base)
         module.decoder.conv_impl = impl
-        if impl == "unfold":
-            use_nchw_encoder(module)
         torch.manual_seed(0)
         mode = compiled if isinstance(compiled, str) else None
         loss, grad = grads_of(module, lambda x, t: _loss(module, x, t), xe, xd, bf16, device)

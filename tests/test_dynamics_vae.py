@@ -306,29 +306,3 @@ def test_finds_the_one_relevant_latent_of_advection():
     assert len(vae.relevant_latents_) == 1
     mu = vae.transform(X)
     assert latent_r2(mu[:, vae.relevant_latents_], v)[0, 0] > 0.9
-
-
-
-@pytest.mark.parametrize("nd, shape", [(1, (3, 2, 33, 35)), (2, (2, 1, 31, 32, 33))])
-def test_encoder_channels_last_cpu_path_equals_default_layout(nd, shape):
-    """On the CPU the encoder runs its convolutions channels-last (faster in oneDNN); values and
-    all gradients must equal those of the plain layout, and the parameters keep theirs."""
-    torch.manual_seed(0)
-    enc = DynamicsEncoder(shape[1], 3, nd, widths=(4, 8, 8, 8))
-    x = torch.randn(shape, requires_grad=True)
-    g_mu, g_lv = torch.randn(2, *enc(x)[0].shape)
-    params = [x, *enc.parameters()]
-
-    mu, lv = enc(x)
-    grads = torch.autograd.grad((mu * g_mu).sum() + (lv * g_lv).sum(), params)
-    h = enc.features(x)  # nn.Sequential: default layout
-    mu0, lv0 = enc.mu_head(h), enc.logvar_head(h)
-    grads0 = torch.autograd.grad((mu0 * g_mu).sum() + (lv0 * g_lv).sum(), params)
-
-    fmt = torch.channels_last if nd == 1 else torch.channels_last_3d
-    assert h.is_contiguous() and not mu.is_contiguous() and mu.is_contiguous(memory_format=fmt)
-    torch.testing.assert_close(mu, mu0, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(lv, lv0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(grads, grads0):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert all(p.is_contiguous() for p in enc.parameters())

@@ -69,21 +69,8 @@ class DynamicsEncoder(nn.Module):
 
     def forward(self, x):
         """``x`` (N, C, T, *space) -> local ``(mu, logvar)``, each (N, n_latents, T', *space')."""
-        if x.device.type != "cpu":
-            h = self.features(x)
-            return self.mu_head(h), self.logvar_head(h)
-        # On the CPU oneDNN's dilated convolutions, above all their backward, are 1.3-1.4x faster
-        # with channels-last activations *and* weights (benchmarks/bench_dynamics_vae.py). The
-        # parameters keep their standard layout (pickles, the GPU path); the weight copies are tiny.
-        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-        h = x.contiguous(memory_format=fmt)
-        for layer in self.features:
-            h = self._conv(layer, h, fmt) if isinstance(layer, nn.modules.conv._ConvNd) else layer(h)
-        return self._conv(self.mu_head, h, fmt), self._conv(self.logvar_head, h, fmt)
-
-    @staticmethod
-    def _conv(conv, h, fmt):
-        return conv._conv_forward(h, conv.weight.contiguous(memory_format=fmt), conv.bias)
+        h = self.features(x)
+        return self.mu_head(h), self.logvar_head(h)
 
 
 def inverse_variance_weighting(mu, logvar, correction):
