@@ -21,7 +21,7 @@ from ._base import (
     torch_seed,
 )
 from ._training import train
-from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal
+from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal, receptive_field
 
 __all__ = ["DynamicsVAE"]
 
@@ -222,8 +222,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         d = len(shape) - 3
         enc_default, dec_default, steps_default, beta_default = _DEFAULTS[d]
         space = tuple(shape[2:-1])
-        dil = self._encoder_dilations()
-        rf = 1 + 2 * sum(dil)
+        rf = receptive_field(self._encoder_dilations())
         enc = _as_tuple(enc_default if self.encoder_crop is None else self.encoder_crop, d + 1, "encoder_crop")
         if any(e < rf for e in enc):
             raise ValueError(
@@ -296,7 +295,6 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         n, T = X.shape[:2]
         space = X.shape[2:-1]
         C = X.shape[-1]
-        widths = None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths)
         module = DynamicsVAEModule(
             C,
             self.n_latents,
@@ -305,11 +303,10 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             self.kernel_size,
             self.kernel_hidden_factor,
             self.output_scale,
-            encoder_widths=widths,
+            encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
             position_dropout=self.position_dropout,
             encoder_dilations=self._encoder_dilations(),
-        )
-        module = module.to(device)
+        ).to(device)
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)
         bs = min(self.batch_size, n)

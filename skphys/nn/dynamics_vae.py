@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "receptive_field",
     "DynamicsEncoder",
     "inverse_variance_weighting",
     "dynamic_conv",
@@ -26,6 +27,11 @@ __all__ = [
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def receptive_field(dilations, kernel_size=3):
+    """Receptive field (per axis) of stacked unpadded convolutions with these dilations."""
+    return 1 + (kernel_size - 1) * sum(dilations)
 
 
 class DynamicsEncoder(nn.Module):
@@ -65,7 +71,7 @@ class DynamicsEncoder(nn.Module):
         self.mu_head = conv(c, n_latents, 1)
         self.logvar_head = conv(c, n_latents, 1)
         self.n_spatial_dims = n_spatial_dims
-        self.receptive_field = 1 + (kernel_size - 1) * sum(dilations)
+        self.receptive_field = receptive_field(dilations, kernel_size)
 
     def forward(self, x):
         """``x`` (N, C, T, *space) -> local ``(mu, logvar)``, each (N, n_latents, T', *space')."""
