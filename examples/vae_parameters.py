@@ -131,6 +131,16 @@ def model_overrides(args):
             "rollout_steps": args.rollout_steps}
 
 
+def add_run_arguments(ap):
+    """Dataset size, epochs, device, seed and verbosity: shared with vae_rollout.py."""
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=0)
+
+
 def add_model_arguments(ap):
     ap.add_argument("--output-scale", type=float, default=None, help="decoder prefactor (paper 1e-6; quick 1e-2)")
     ap.add_argument("--lr", type=float, default=None)
@@ -236,12 +246,7 @@ def main(argv=None):
     ap.add_argument("--system", choices=["ks", "nls", "cd", "all"], default="all")
     ap.add_argument("--noise", choices=["0", "0.1", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="small grids and datasets (2 CPU cores, minutes)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--n-test", type=int, default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--verbose", type=int, default=0)
+    add_run_arguments(ap)
     add_model_arguments(ap)
     ap.add_argument("--out", default=None, help="figures and models (default $SKPHYS_BENCH_DIR/vae_parameters or examples/output)")
     args = ap.parse_args(argv)

@@ -33,7 +33,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
-from vae_parameters import SCALES, add_model_arguments, build_model, model_overrides, simulate  # noqa: E402
+from vae_parameters import (  # noqa: E402
+    SCALES,
+    add_model_arguments,
+    add_run_arguments,
+    build_model,
+    model_overrides,
+    simulate,
+)
 
 from skphys._base import resolve_device  # noqa: E402
 from skphys.datasets._spectral import ETDRK4  # noqa: E402
@@ -242,12 +249,7 @@ def main(argv=None):
     ap.add_argument("--system", choices=["ks", "nls", "cd"], default="ks")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--model", default=None, help="pickled DynamicsVAE from vae_parameters.py")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--n-test", type=int, default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--verbose", type=int, default=0)
+    add_run_arguments(ap)
     add_model_arguments(ap)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
