@@ -101,7 +101,9 @@ SCALES = {
             # (4, 8, 8, 8), and the decoder uses 3-point kernels (padding 3, so a 24 x 24 crop keeps
             # an 18 x 18 interior). lr 3e-3 (at 1e-3 the latents picked up less of D). NOT enough:
             # in 2,400 steps no latent becomes relevant; D is partly encoded, the velocities are
-            # not (see docs/dynamics_vae.md).
+            # not. encoder_activation="leaky_relu" stops the encoder's units from dying and
+            # beta=0 removes the KL pull, but neither finds the three latents at this budget
+            # (see docs/dynamics_vae.md).
             sim=dict(n_points=64, length=4 * math.pi, n_frames=40, t_max=40 * math.pi / 16),
             n_train=256, n_test=64, epochs=150,
             model=dict(encoder_crop=(17, 20, 20), encoder_dilations=(1, 1, 2, 4), encoder_widths=(4, 8, 8, 8),

@@ -94,6 +94,11 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         31. Smaller dilations shrink the receptive field and with it the smallest encoder crop
         and the trajectories ``transform`` accepts (e.g. (1, 1, 2, 4): 17), which makes 2-D
         training steps much cheaper on a CPU.
+    encoder_activation : {"relu", "leaky_relu"}, default="relu"
+        Activation of the encoder's convolutions. ReLU is the paper's. Narrow encoders (the
+        quick CPU configurations) can lose all their ReLU units during training, which leaves
+        every latent constant; ``"leaky_relu"`` (negative slope 0.1) cannot lose them (see
+        docs/dynamics_vae.md).
     relevance_threshold : float, default=1.0
         A latent is relevant when ``var(mu) / mean(sigma^2)`` on the training data exceeds this.
     max_epochs : int, default=2000
@@ -152,6 +157,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "encoder_widths": ["array-like", None],
         "encoder_dilations": ["array-like", None],
+        "encoder_activation": [StrOptions({"relu", "leaky_relu"})],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
     }
@@ -172,6 +178,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         kernel_hidden_factor=None,
         encoder_widths=None,
         encoder_dilations=None,
+        encoder_activation="relu",
         relevance_threshold=1.0,
         max_epochs=2000,
         batch_size=50,
@@ -196,6 +203,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.kernel_hidden_factor = kernel_hidden_factor
         self.encoder_widths = encoder_widths
         self.encoder_dilations = encoder_dilations
+        self.encoder_activation = encoder_activation
         self.relevance_threshold = relevance_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -306,6 +314,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
             position_dropout=self.position_dropout,
             encoder_dilations=self._encoder_dilations(),
+            encoder_activation=self.encoder_activation,
         ).to(device)
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)

@@ -240,6 +240,33 @@ def test_encoder_dilations_shrink_the_receptive_field():
         DynamicsVAE(**params, encoder_dilations=(0, 1, 2, 4)).fit(X)
 
 
+def test_leaky_encoder_keeps_gradients_where_relu_units_are_dead():
+    """The failure encoder_activation="leaky_relu" exists for: once every pre-activation of a
+    layer is negative, a ReLU encoder gets no gradient at all and its latents stay constant."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 17, 17)
+    for activation, alive in (("relu", False), ("leaky_relu", True)):
+        enc = DynamicsEncoder(1, 3, 1, widths=(4, 4, 4, 4), dilations=(1, 1, 2, 4), activation=activation)
+        with torch.no_grad():
+            enc.features[4].bias.fill_(-100.0)  # third layer: every unit off
+        mu, logvar = enc(x)
+        (mu.sum() + logvar.sum()).backward()
+        grad = enc.features[0].weight.grad.abs().sum().item()
+        assert (grad > 0) is alive, (activation, grad)
+        inputs_matter = not torch.allclose(enc(x)[0], enc(torch.randn_like(x))[0])
+        assert inputs_matter is alive
+    X, _ = advection(6)
+    params = dict(TINY, encoder_crop=(17, 17), encoder_dilations=(1, 1, 2, 4), max_epochs=1, random_state=0, device="cpu")
+    vae = DynamicsVAE(**params, encoder_activation="leaky_relu").fit(X)
+    acts = [m for m in vae.module_.encoder.features if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(acts) == 4 and acts[0].negative_slope == 0.1
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in DynamicsVAE(**params).fit(X).module_.encoder.features)
+    with pytest.raises(ValueError, match="encoder_activation"):
+        DynamicsVAE(**params, encoder_activation="tanh").fit(X)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        DynamicsEncoder(1, 3, activation="tanh")
+
+
 def test_sklearn_integration():
     X, _ = advection(8)
     vae = DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu")

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
 
 
 def receptive_field(dilations, kernel_size=3):
@@ -51,9 +52,18 @@ class DynamicsEncoder(nn.Module):
         Spatial axes of the data (the convolutions are 2-D or 3-D).
     widths : sequence of 4 int, optional
         Widths of the shared layers; (4, 16, 64, 64) for 1-D data, (8, 64, 64, 64) for 2-D.
+    kernel_size : int, default=3
+    dilations : sequence of int, default=(1, 2, 4, 8)
+        One per layer.
+    activation : {"relu", "leaky_relu"}, default="relu"
+        ReLU is the paper's; ``"leaky_relu"`` (slope 0.1) keeps narrow encoders from losing
+        their units (see docs/dynamics_vae.md).
     """
 
-    def __init__(self, in_channels, n_latents, n_spatial_dims=1, widths=None, kernel_size=3, dilations=(1, 2, 4, 8)):
+    def __init__(
+        self, in_channels, n_latents, n_spatial_dims=1, widths=None, kernel_size=3, dilations=(1, 2, 4, 8),
+        activation="relu",
+    ):
         super().__init__()
         if n_spatial_dims not in (1, 2):
             raise ValueError(f"n_spatial_dims must be 1 or 2, got {n_spatial_dims}")
@@ -61,11 +71,13 @@ class DynamicsEncoder(nn.Module):
             widths = (4, 16, 64, 64) if n_spatial_dims == 1 else (8, 64, 64, 64)
         if len(widths) != len(dilations):
             raise ValueError("widths and dilations must have the same length")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         conv = nn.Conv2d if n_spatial_dims == 1 else nn.Conv3d
         layers = []
         c = in_channels
         for w, d in zip(widths, dilations):
-            layers += [conv(c, w, kernel_size, dilation=d), nn.ReLU()]
+            layers += [conv(c, w, kernel_size, dilation=d), _ACTIVATIONS[activation]()]
             c = w
         self.features = nn.Sequential(*layers)
         self.mu_head = conv(c, n_latents, 1)
@@ -301,9 +313,13 @@ class DynamicsVAEModule(nn.Module):
         encoder_widths=None,
         position_dropout=0.1,
         encoder_dilations=(1, 2, 4, 8),
+        encoder_activation="relu",
     ):
         super().__init__()
-        self.encoder = DynamicsEncoder(channels, n_latents, n_spatial_dims, encoder_widths, dilations=encoder_dilations)
+        self.encoder = DynamicsEncoder(
+            channels, n_latents, n_spatial_dims, encoder_widths, dilations=encoder_dilations,
+            activation=encoder_activation,
+        )
         self.decoder = PropagatingDecoder(
             channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale
         )
