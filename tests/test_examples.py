@@ -141,3 +141,26 @@ def test_fd_baseline_tracks_nls_and_conserves_mass_with_substeps():
     with np.errstate(all="ignore"):
         coarse = vr.fd_etdrk4_rollout("nls", X[:, 0], test.target, dx, dt, n, substeps=1)
     assert not np.isfinite(coarse).all()
+
+
+def test_cd_table_rows_keep_the_rotated_velocity_subspace_together():
+    """Table I for convection-diffusion: D from one latent, (vx, vy) from the rotated 2-D subspace
+    of the others; with only the two velocity latents relevant, D is 'not found' instead of
+    taking one of them (which would halve the velocities' R^2)."""
+    from vae_parameters import r2_rows
+
+    rng = np.random.default_rng(0)
+    y = np.column_stack([rng.normal(0.1, 0.02, 200), rng.normal(0, 0.2, (200, 2))])
+    mu = rng.normal(0, 0.05, (200, 5))
+    mu[:, 0] = y[:, 1] + y[:, 2] + rng.normal(0, 0.01, 200)
+    mu[:, 4] = y[:, 1] - y[:, 2] + rng.normal(0, 0.01, 200)
+    sigma = np.full_like(mu, 0.05)
+    rows, fits = r2_rows("cd", Bunch(relevant_latents_=np.array([0, 4])), mu, sigma, y, ["D", "vx", "vy"])
+    by = {r["param"]: r for r in rows}
+    assert by["D"]["latents"] == "-" and np.isnan(by["D"]["r2"]) and "D" not in fits
+    assert by["vx"]["latents"] == by["vy"]["latents"] == "0,4"
+    assert by["vx"]["r2"] > 0.99 and by["vy"]["r2"] > 0.99
+    mu[:, 2] = 10 * y[:, 0] + rng.normal(0, 0.01, 200)  # now D has a latent of its own
+    rows, fits = r2_rows("cd", Bunch(relevant_latents_=np.array([0, 2, 4])), mu, sigma, y, ["D", "vx", "vy"])
+    by = {r["param"]: r for r in rows}
+    assert by["D"]["latents"] == "2" and by["D"]["r2"] > 0.99 and by["vx"]["latents"] == "0,4"
