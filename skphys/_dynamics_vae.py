@@ -216,10 +216,15 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _encoder_dilations(self):
+        n_layers = 4 if self.encoder_widths is None else len(tuple(self.encoder_widths))
         if self.encoder_dilations is None:
+            if n_layers != 4:
+                raise ValueError(
+                    f"encoder_widths has {n_layers} entries, but the default encoder_dilations "
+                    "(1, 2, 4, 8) has 4: pass 4 widths, or encoder_dilations with one entry per width"
+                )
             return (1, 2, 4, 8)  # the paper's: receptive field 31
         dil = tuple(self.encoder_dilations)
-        n_layers = 4 if self.encoder_widths is None else len(tuple(self.encoder_widths))
         if len(dil) != n_layers or not all(isinstance(v, numbers.Integral) and v >= 1 for v in dil):
             raise ValueError(
                 f"encoder_dilations must be {n_layers} positive integers (one per encoder layer), got {dil!r}"

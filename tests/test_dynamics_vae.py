@@ -238,6 +238,10 @@ def test_encoder_dilations_shrink_the_receptive_field():
         DynamicsVAE(**params, encoder_dilations=(1, 2, 4)).fit(X)
     with pytest.raises(ValueError, match="encoder_dilations must be 4 positive integers"):
         DynamicsVAE(**params, encoder_dilations=(0, 1, 2, 4)).fit(X)
+    with pytest.raises(ValueError, match="encoder_widths has 3 entries"):
+        DynamicsVAE(**dict(params, encoder_widths=(4, 8, 8))).fit(X)
+    three = DynamicsVAE(**dict(params, encoder_widths=(4, 8, 8)), encoder_dilations=(1, 2, 5)).fit(X)
+    assert three.module_.encoder.receptive_field == 17
 
 
 def test_leaky_encoder_keeps_gradients_where_relu_units_are_dead():

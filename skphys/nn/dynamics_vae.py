@@ -38,9 +38,10 @@ def receptive_field(dilations, kernel_size=3):
 class DynamicsEncoder(nn.Module):
     """Dilated convolutions over (t, space) giving local latent means and log-variances.
 
-    Four convolutions (kernel 3, dilations 1, 2, 4, 8, ReLU, no padding) shared by both heads,
-    then one 1x1 convolution per head. The receptive field is ``1 + 2 * (1 + 2 + 4 + 8) = 31``
-    along every axis, so inputs need at least 31 frames and points per axis.
+    By default (the paper's) four convolutions (kernel 3, dilations 1, 2, 4, 8, ReLU, no padding)
+    shared by both heads, then one 1x1 convolution per head. The receptive field is
+    ``1 + (kernel_size - 1) * sum(dilations)``, 31 along every axis by default, so inputs need at
+    least that many frames and points per axis.
 
     Parameters
     ----------
