@@ -99,6 +99,20 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         quick CPU configurations) can lose all their ReLU units during training, which leaves
         every latent constant; ``"leaky_relu"`` (negative slope 0.1) cannot lose them (see
         docs/dynamics_vae.md).
+    kl_warmup_epochs : int, default=0
+        KL annealing: over the first ``kl_warmup_epochs`` epochs the KL weight *and* the
+        reparameterisation noise ramp linearly (per step) from 0 to ``beta`` and 1, so training
+        starts as a plain autoencoder. 0 (the paper's) trains the VAE from the first step.
+        Without it, small models on weak signals can stay at the no-information loss for many
+        thousands of steps: at initialisation the sampled latents are mostly noise, the decoder
+        learns to ignore them and the KL pulls the means to zero before they carry anything
+        (see docs/dynamics_vae.md, quick convection-diffusion).
+    init_latent_std : float, default=1.0
+        Standard deviation of the latent posteriors at initialisation (the encoder's
+        log-variance head starts with its bias shifted by ``2 log(init_latent_std)``). 1.0, the
+        paper's, starts them at the prior's width, where the reparameterisation noise swamps the
+        small initial means; with ``kl_warmup_epochs``, a small value (e.g. 0.05) lets the means
+        carry information from the first steps (see docs/dynamics_vae.md).
     relevance_threshold : float, default=1.0
         A latent is relevant when ``var(mu) / mean(sigma^2)`` on the training data exceeds this.
     max_epochs : int, default=2000
@@ -118,7 +132,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     module_ : DynamicsVAEModule
         The fitted torch module (stored on the CPU when pickled).
     history_ : list of dict
-        Per-epoch ``loss``, ``mse`` and ``kl``.
+        Per-epoch ``loss``, ``mse``, ``kl`` and ``kl_weight`` (the mean KL weight, below
+        ``beta`` during ``kl_warmup_epochs``).
     latent_stats_ : dict
         ``"mu_variance"`` and ``"mean_sigma2"`` (each ``(n_latents,)``) on the training data.
     relevant_latents_ : ndarray of int
@@ -158,6 +173,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "encoder_widths": ["array-like", None],
         "encoder_dilations": ["array-like", None],
         "encoder_activation": [StrOptions({"relu", "leaky_relu"})],
+        "kl_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "init_latent_std": [Interval(numbers.Real, 0, None, closed="neither")],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
     }
@@ -179,6 +196,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         encoder_widths=None,
         encoder_dilations=None,
         encoder_activation="relu",
+        kl_warmup_epochs=0,
+        init_latent_std=1.0,
         relevance_threshold=1.0,
         max_epochs=2000,
         batch_size=50,
@@ -204,6 +223,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.encoder_widths = encoder_widths
         self.encoder_dilations = encoder_dilations
         self.encoder_activation = encoder_activation
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.init_latent_std = init_latent_std
         self.relevance_threshold = relevance_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -320,6 +341,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             position_dropout=self.position_dropout,
             encoder_dilations=self._encoder_dilations(),
             encoder_activation=self.encoder_activation,
+            init_latent_std=self.init_latent_std,
         ).to(device)
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)
@@ -327,26 +349,33 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         steps_per_epoch = -(-n // bs)
         dec_crop = (steps + 1,) + dec
         boundary = self.boundary
+        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
 
         def make_batches(epoch):
             # every batch is full (the last one is completed from the start of the epoch's order),
             # so that on a GPU one captured CUDA graph serves every step
             perm = torch.randperm(n, device=device, generator=gen)
             perm = torch.cat([perm, perm[: (-n) % bs]])
-            for start in range(0, n, bs):
+            for i, start in enumerate(range(0, n, bs)):
                 idx = perm[start : start + bs]
                 x = self._gather(data, self._crop_indices(idx, T, space, enc, gen, device))
                 t = self._gather(data, self._crop_indices(idx, T, space, dec_crop, gen, device))
-                yield x, t
+                # KL-annealing factor, a tensor in the batch so a captured CUDA graph sees it change
+                step = epoch * steps_per_epoch + i
+                ramp = 1.0 if step >= warmup_steps else (step + 1) / (warmup_steps + 1)
+                yield x, t, torch.full((), ramp, device=device)
 
         def loss_fn(batch):
             # in-loss randomness (position dropout, reparameterisation) comes from the default
             # generator, seeded in fit: CUDA-graph safe
-            x, t = batch
-            pred, target, mu, logvar = module(x, t, steps, boundary=boundary, fill_value=self.fill_value)
+            x, t, ramp = batch
+            pred, target, mu, logvar = module(
+                x, t, steps, boundary=boundary, fill_value=self.fill_value, noise_scale=ramp
+            )
             mse = torch.mean((pred.float() - target.float()) ** 2)
             kl = kl_standard_normal(mu, logvar).mean()
-            return mse + beta * kl, {"mse": mse, "kl": kl}
+            weight = beta * ramp
+            return mse + weight * kl, {"mse": mse, "kl": kl, "kl_weight": weight}
 
         module.train()
         self.history_ = train(

@@ -195,6 +195,52 @@ def test_training_lowers_the_rollout_error():
     assert longer.score(X) > 0.6 * short.score(X)  # scores are negative MSEs
 
 
+def test_kl_warmup_ramps_the_kl_weight_and_the_noise():
+    """KL annealing: the KL weight rises per step as beta * (step + 1) / (warmup_steps + 1) and
+    the decoder's latents are the noiseless means at the start of the ramp."""
+    X, _ = advection(8)
+    beta = 0.5
+    params = dict(TINY, beta=beta, batch_size=4, random_state=0, device="cpu")  # 2 steps per epoch
+    vae = DynamicsVAE(**params, max_epochs=3, kl_warmup_epochs=2).fit(X)  # 4 warm-up steps
+    weights = [h["kl_weight"] for h in vae.history_]
+    np.testing.assert_allclose(weights, [beta * 0.3, beta * 0.7, beta], rtol=1e-6)  # (1+2)/10, (3+4)/10
+    plain = DynamicsVAE(**params, max_epochs=2).fit(X)
+    assert [h["kl_weight"] for h in plain.history_] == [beta, beta]
+    # noise_scale multiplies the reparameterisation noise: 0 gives the deterministic forward
+    torch.manual_seed(0)
+    module = DynamicsVAEModule(1, hidden_channels=4, output_scale=1.0, encoder_widths=(4, 8, 8, 8)).eval()
+    x = torch.from_numpy(X[:2]).movedim(-1, 1)
+    torch.manual_seed(0)
+    noiseless = module(x[:, :, :32], x[:, :, :4, :20], 3, noise_scale=0.0, sample=True)[0]
+    torch.manual_seed(0)
+    deterministic = module(x[:, :, :32], x[:, :, :4, :20], 3, sample=False)[0]
+    torch.manual_seed(0)
+    noisy = module(x[:, :, :32], x[:, :, :4, :20], 3, noise_scale=1.0, sample=True)[0]
+    torch.testing.assert_close(noiseless, deterministic)
+    assert not torch.allclose(noisy, deterministic)
+
+
+def test_init_latent_std_scales_the_initial_posterior_width():
+    """Shifting the log-variance head's bias by 2 log(s) multiplies every initial sigma_z by s
+    exactly (inverse-variance weighting is equivariant to a common shift); the means are the same."""
+    x = torch.randn(3, 1, 31, 40)
+    out = {}
+    for s in (1.0, 0.05):
+        torch.manual_seed(0)
+        module = DynamicsVAEModule(1, init_latent_std=s).eval()
+        with torch.no_grad():
+            out[s] = module.encode(x)
+    torch.testing.assert_close(out[0.05][0], out[1.0][0])
+    torch.testing.assert_close(torch.exp(0.5 * out[0.05][1]), 0.05 * torch.exp(0.5 * out[1.0][1]))
+    # in training crops the default starts at about the prior's width
+    assert 0.3 < float(torch.exp(0.5 * out[1.0][1]).median()) < 3.0
+    X, _ = advection(4)
+    with pytest.raises(ValueError, match="init_latent_std"):
+        DynamicsVAE(**TINY, init_latent_std=0.0, max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="kl_warmup_epochs"):
+        DynamicsVAE(**TINY, kl_warmup_epochs=-1, max_epochs=1).fit(X)
+
+
 def test_random_state_reproducible_and_pickle(fitted):
     vae, X, _ = fitted
     again = clone(vae).fit(X)

@@ -299,7 +299,9 @@ class DynamicsVAEModule(nn.Module):
 
     ``position_dropout`` drops a random fraction of the encoder's positions from the weighted
     average during training (their log-variance set to ``+inf``) and scales the correlation
-    correction by ``1 - position_dropout``.
+    correction by ``1 - position_dropout``. ``init_latent_std`` shifts the initial bias of the
+    log-variance head so that the latent posteriors start with about that standard deviation
+    (1: about the prior's, PyTorch's default initialisation).
     """
 
     def __init__(
@@ -315,12 +317,18 @@ class DynamicsVAEModule(nn.Module):
         position_dropout=0.1,
         encoder_dilations=(1, 2, 4, 8),
         encoder_activation="relu",
+        init_latent_std=1.0,
     ):
         super().__init__()
         self.encoder = DynamicsEncoder(
             channels, n_latents, n_spatial_dims, encoder_widths, dilations=encoder_dilations,
             activation=encoder_activation,
         )
+        if init_latent_std != 1.0:
+            # equal local log-variances l give logvar_z = l + log(C / n_positions) ~ l in training
+            # crops, so shifting the head's bias by 2 log(s) starts the posteriors at std ~s
+            with torch.no_grad():
+                self.encoder.logvar_head.bias.add_(2.0 * math.log(init_latent_std))
         self.decoder = PropagatingDecoder(
             channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale
         )
@@ -345,15 +353,20 @@ class DynamicsVAEModule(nn.Module):
             logvar = logvar.masked_fill(drop, float("inf"))
         return inverse_variance_weighting(mu, logvar, self.correction(mu.shape[2:], p))
 
-    def forward(self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None):
+    def forward(
+        self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None, noise_scale=1.0
+    ):
         """Encode ``x``, propagate the first frame of ``target`` and return
         ``(prediction, target_frames, mu_z, logvar_z)``; the prediction and the frames it is
-        compared with are (N, C, n_steps, *space) (interior only with ``boundary="crop"``)."""
+        compared with are (N, C, n_steps, *space) (interior only with ``boundary="crop"``).
+
+        With ``sample=True`` the decoder gets ``z = mu_z + noise_scale * sigma_z * eps``
+        (``noise_scale`` a float or a scalar tensor; 1 is the reparameterisation trick)."""
         mu_z, logvar_z = self.encode(x, generator)
         z = mu_z
         if sample:
             eps = torch.randn(mu_z.shape, device=mu_z.device, generator=generator)
-            z = mu_z + torch.exp(0.5 * logvar_z) * eps
+            z = mu_z + noise_scale * torch.exp(0.5 * logvar_z) * eps
         if n_steps is None:
             n_steps = target.shape[2] - 1
         if boundary == "crop":
