@@ -74,8 +74,9 @@ SCALES = {
         videomae=dict(patch_size=8, tubelet_size=2, embed_dim=48, depth=2, n_heads=3,
                       decoder_embed_dim=24, decoder_depth=1, decoder_n_heads=3, max_epochs=30,
                       batch_size=16, lr=1e-3, mask_ratio=0.75),
-        # the JEPA step is ~10 s at this size on a shared 2-core machine: few epochs
-        jepa=dict(widths=(4, 8, 16, 16), depths=(1, 1, 1, 1), predictor_width=16, max_epochs=4,
+        # sized like the quick VideoMAE (72k parameters with its predictor against 75k with its
+        # decoder) and trained for as many epochs (~80 s on one core)
+        jepa=dict(widths=(8, 16, 32, 32), depths=(1, 1, 1, 1), predictor_width=32, max_epochs=30,
                   batch_size=16, lr=1e-3, warmup_epochs=1),
         vae=dict(encoder_crop=(31, 32, 32), decoder_crop=16, rollout_steps=4, hidden_channels=8,
                  kernel_hidden_factor=2, max_epochs=3, batch_size=16),  # ~0.6 s per trajectory-epoch
@@ -207,7 +208,10 @@ def embed(method, embedder, X_fit, X_train_win, X_test_win, X_train_long=None, X
 
     embedder.fit(X_fit)
     if method == "vae":
+        # one latent vector per trajectory, repeated for each of its windows
         a, b = embedder.transform(X_train_long), embedder.transform(X_test_long)
+        a = np.repeat(a, len(X_train_win) // len(X_train_long), axis=0)
+        b = np.repeat(b, len(X_test_win) // len(X_test_long), axis=0)
     else:
         a, b = embedder.transform(X_train_win), embedder.transform(X_test_win)
     if a.ndim == 2:
@@ -245,14 +249,25 @@ def run_protocol(system, methods, seeds, cfg, device, data, out_rows, parity, ch
                 checkpoint()
 
 
-def builtin_data(system, cfg, device, cache_dir, data_seed=0):
+def windows(X, y, n_frames, which="all"):
+    """The probe's windows of trajectories ``X`` (n, T, ...) and their targets: every
+    non-overlapping ``n_frames`` window (``which="all"``, grouped by trajectory, as the The Well
+    path windows its files) or only the first one of each trajectory (``"first"``)."""
+    k = 1 if which == "first" else X.shape[1] // n_frames
+    Xw = X[:, : k * n_frames].reshape(X.shape[0] * k, n_frames, *X.shape[2:])
+    return Xw, np.repeat(y, k, axis=0)
+
+
+def builtin_data(system, cfg, device, cache_dir, data_seed=0, probe_windows="all"):
     n_train, n_test = cfg["n_train"][system], cfg["n_test"]
     X, y, names, log10 = simulate(system, n_train + n_test, cfg, data_seed, device, cache_dir)
     Xtr_long, Xte_long = X[:n_train], X[n_train:]
     ytr, yte, labels = standardize_targets(y[:n_train], y[n_train:], names, log10)
+    # pretraining sees whole training trajectories (random windows); probes see their windows
     nf = cfg["n_frames"]
-    # pretraining sees whole training trajectories (random windows); probes see the first window
-    return (Xtr_long, Xtr_long[:, :nf], Xte_long[:, :nf], Xtr_long, Xte_long, ytr, yte, labels)
+    Xtr, ytr = windows(Xtr_long, ytr, nf, probe_windows)
+    Xte, yte = windows(Xte_long, yte, nf, probe_windows)
+    return (Xtr_long, Xtr, Xte, Xtr_long, Xte_long, ytr, yte, labels)
 
 
 def well_data(root, name, cfg, max_windows):
@@ -391,6 +406,9 @@ def build_parser():
     p.add_argument("--out", default=None, help="output folder (default $SKPHYS_BENCH_DIR or examples/results)")
     p.add_argument("--cache-dir", default=None,
                    help="simulation cache (default $SKPHYS_CACHE or ~/.cache/skphys/examples; 'none' disables)")
+    p.add_argument("--probe-windows", choices=["all", "first"], default="all",
+                   help="built-in systems: the probe trains and is scored on every non-overlapping "
+                        "window of each trajectory (default) or only on the first one")
     p.add_argument("--well-root", default=None, help="The Well base path (holding datasets/<name>)")
     p.add_argument("--well-datasets", nargs="+", default=list(WELL_DATASETS))
     p.add_argument("--max-windows", type=int, default=None,
@@ -446,7 +464,7 @@ def main(argv=None):
     else:
         systems = args.systems or (["convection_diffusion"] if args.scale == "smoke" else list(SYSTEMS))
         for system in systems:
-            data = builtin_data(system, cfg, device, cache)
+            data = builtin_data(system, cfg, device, cache, probe_windows=args.probe_windows)
             sub = {}
             run_protocol(system, args.methods, seeds, cfg, device, data, rows, sub, checkpoint)
             parity_plot(sub, out / f"parity_{tag}_{system}.png", f"{system} ({args.scale})")
@@ -458,7 +476,8 @@ def main(argv=None):
     os.replace(out / f"compare_{tag}_summary.csv.tmp", out / f"compare_{tag}_summary.csv")
     table = wide.to_markdown(index=False)
     _atomic_write_text(out / f"compare_{tag}.md", table + "\n")
-    notes = (f"scale {args.scale}; seeds {seeds}; MSE on standardized targets (held-out split), "
+    notes = (f"scale {args.scale}; seeds {seeds}; probe windows {args.probe_windows}; "
+             f"MSE on standardized targets (held-out split), "
              f"mean ± std over seeds; probe: AttentiveProbeRegressor {cfg['probe']}")
     record_to(out, f"compare_embedders_{tag}", table, notes)
     return df, wide

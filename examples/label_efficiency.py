@@ -5,8 +5,9 @@ the labelled fine-tuning data. Here that is a scikit-learn grid search: a ``Pipe
 pretrained embedder wrapped in :class:`sklearn.frozen.FrozenEstimator` (never refitted) and an
 :class:`skphys.AttentiveProbeRegressor`, searched over ``probe__train_fraction`` in
 ``[0.1, 0.5, 1.0]`` and over ``probe__random_state`` (the seeds), with a ``PredefinedSplit``:
-the probe trains on (a fraction of) the training trajectories and is scored on the held-out
-ones, as in the paper. Scores are the MSE on standardized targets (log10 Re, Sc), read off
+the probe trains on (a fraction of) the windows of the training trajectories and is scored on
+the windows of the held-out ones, as in the paper. A fraction draws windows at random, so 10% of
+the windows come from more than 10% of the trajectories (labels are per trajectory). Scores are the MSE on standardized targets (log10 Re, Sc), read off
 ``cv_results_``, mean +- std over seeds. Beside it, ``sklearn.model_selection.learning_curve``
 of the same pipelines over more training sizes.
 
@@ -132,7 +133,8 @@ def main(argv=None):
     table = wide.to_markdown(index=False)
     ce._atomic_write_text(out / f"label_efficiency_{tag}.md", table + "\n")
     _plot(curves, df, out / f"learning_curve_{tag}.png", f"{args.system} ({tag})")
-    notes = (f"scale {tag}; system {args.system}; {len(Xtr)} training / {len(Xte)} held-out trajectories; "
+    notes = (f"scale {tag}; system {args.system}; {len(Xtr)} training / {len(Xte)} held-out windows "
+             f"({len(X_fit)} training trajectories); "
              f"GridSearchCV over probe__train_fraction {args.fractions} x probe__random_state {seeds} "
              f"with FrozenEstimator embedders; MSE on standardized targets ({', '.join(labels)}), "
              f"mean ± std over probe seeds")

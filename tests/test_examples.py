@@ -42,6 +42,18 @@ def test_standardize_targets_log10_and_train_statistics():
         ce.standardize_targets(-ytr, yte, ["reynolds", "schmidt"], ["reynolds"])
 
 
+def test_probe_windows_split_trajectories_in_order():
+    X = np.arange(3 * 10 * 2 * 2, dtype=np.float32).reshape(3, 10, 2, 2, 1)
+    y = np.array([[0.0], [1.0], [2.0]])
+    Xw, yw = ce.windows(X, y, 4)  # two whole 4-frame windows per trajectory, frames 8-9 left out
+    assert Xw.shape == (6, 4, 2, 2, 1)
+    np.testing.assert_array_equal(Xw[3], X[1, 4:8])
+    np.testing.assert_array_equal(yw[:, 0], [0, 0, 1, 1, 2, 2])
+    Xf, yf = ce.windows(X, y, 4, "first")
+    np.testing.assert_array_equal(Xf, X[:, :4])
+    np.testing.assert_array_equal(yf, y)
+
+
 def test_compare_smoke(tmp_path):
     df, wide = ce.main(["--smoke", "--methods", "videomae", "features", "--out", str(tmp_path),
                         "--cache-dir", "none", "--device", "cpu"])
@@ -105,10 +117,11 @@ def test_label_efficiency_smoke(tmp_path):
     df, curves = le.main(["--smoke", "--system", "convection_diffusion", "--methods", "videomae",
                           "--fractions", "0.5", "1.0", "--curve-sizes", "0.5", "1.0",
                           "--out", str(tmp_path), "--cache-dir", "none", "--device", "cpu"])
-    assert list(df["train_fraction"]) == [0.5, 1.0] and list(df["n_labelled"]) == [4, 8]
+    # 8 training trajectories of 32 frames: 8 windows of 4 frames each for the probe
+    assert list(df["train_fraction"]) == [0.5, 1.0] and list(df["n_labelled"]) == [32, 64]
     assert np.isfinite(df["mse_mean"]).all()
     sizes, mse = curves["videomae"]
-    assert list(sizes) == [4, 8] and np.isfinite(mse).all()
+    assert list(sizes) == [32, 64] and np.isfinite(mse).all()
     assert (tmp_path / "learning_curve_smoke.png").exists()
     assert (tmp_path / "label_efficiency_smoke.md").read_text().count("videomae") == 1
 
