@@ -103,10 +103,11 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         KL annealing: over the first ``kl_warmup_epochs`` epochs the KL weight *and* the
         reparameterisation noise ramp linearly (per step) from 0 to ``beta`` and 1, so training
         starts as a plain autoencoder. 0 (the paper's) trains the VAE from the first step.
-        Without it, small models on weak signals can stay at the no-information loss for many
-        thousands of steps: at initialisation the sampled latents are mostly noise, the decoder
-        learns to ignore them and the KL pulls the means to zero before they carry anything
-        (see docs/dynamics_vae.md, quick convection-diffusion).
+        Small models on weak signals can stay at the no-information loss for many thousands of
+        steps: at initialisation the sampled latents are mostly noise, the decoder learns to
+        ignore them and the KL pulls the means to zero before they carry anything. In the quick
+        convection-diffusion runs neither this nor ``init_latent_std`` alone shortened that;
+        both together did (docs/dynamics_vae.md).
     init_latent_std : float, default=1.0
         Standard deviation of the latent posteriors at initialisation (the encoder's
         log-variance head starts with its bias shifted by ``2 log(init_latent_std)``). 1.0, the
