@@ -104,7 +104,7 @@ SCALES = {
             # for ~10,000 steps (40 min here) before two of them bootstrap (vx, vy). KL annealing
             # over the first 100 epochs with posteriors that start narrow (std 0.05 instead of
             # the prior's 1) finds (vx, vy) with R^2 0.94-0.99 in 300 epochs (4,800 steps, ~6.5
-            # min on 2 cores; two seeds; 200 epochs gave 0.83 / 0.70). D is not found at this
+            # min on 2 cores) in 2 of 3 seeds; the third found no latent. D is not found at this
             # scale, and 4 latents stay relevant (see docs/dynamics_vae.md).
             sim=dict(n_points=64, length=4 * math.pi, n_frames=40, t_max=40 * math.pi / 16),
             n_train=256, n_test=64, epochs=300,
