@@ -21,7 +21,7 @@ from ._base import (
     torch_seed,
 )
 from ._training import train
-from .nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal, receptive_field
+from .nn.dynamics_vae import _ACTIVATIONS, DynamicsVAEModule, kl_standard_normal, receptive_field
 
 __all__ = ["DynamicsVAE"]
 
@@ -173,7 +173,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "kernel_hidden_factor": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "encoder_widths": ["array-like", None],
         "encoder_dilations": ["array-like", None],
-        "encoder_activation": [StrOptions({"relu", "leaky_relu"})],
+        "encoder_activation": [StrOptions(set(_ACTIVATIONS))],
         "kl_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "init_latent_std": [Interval(numbers.Real, 0, None, closed="neither")],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
