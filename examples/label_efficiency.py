@@ -7,8 +7,9 @@ pretrained embedder wrapped in :class:`sklearn.frozen.FrozenEstimator` (never re
 ``[0.1, 0.5, 1.0]`` and over ``probe__random_state`` (the seeds), with a ``PredefinedSplit``:
 the probe trains on (a fraction of) the windows of the training trajectories and is scored on
 the windows of the held-out ones, as in the paper. A fraction draws windows at random, so 10% of
-the windows come from more than 10% of the trajectories (labels are per trajectory). Scores are the MSE on standardized targets (log10 Re, Sc), read off
-``cv_results_``, mean +- std over seeds. Beside it, ``sklearn.model_selection.learning_curve``
+the windows come from more than 10% of the trajectories (labels are per trajectory). Scores
+are the MSE on standardized targets (log10 Re, Sc), read off ``cv_results_``, mean +- std over
+seeds. Beside it, ``sklearn.model_selection.learning_curve``
 of the same pipelines over more training sizes.
 
 The embeddings are computed once per pipeline fit and cached with the pipeline's ``memory``.
