@@ -12,7 +12,9 @@ For Kuramoto-Sivashinsky (gamma), nonlinear Schrodinger (kappa) and 2-D convecti
 
 Scales: ``--quick`` (small grids, few minutes per system on 2 CPU cores), the default "paper"
 scale (paper's grids and dataset sizes, 2000 epochs: a long GPU job), and ``--epochs`` /
-``--n-train`` / ``--n-test`` overrides for a medium run. Results are printed as a pandas table
+``--n-train`` / ``--n-test`` overrides for a medium run. Ctrl-C (or ``timeout -s INT``) during a
+fit stops its training and evaluates the model trained so far; the table's ``epochs`` column
+counts the epochs that completed. Results are printed as a pandas table
 and appended to ``$SKPHYS_BENCH_DIR/vae_parameters.md`` (default ``benchmarks/results``);
 figures and fitted models go to ``--out``.
 
@@ -257,8 +259,12 @@ def run_one(system, noise, args, scale, out):
         r.update(
             system=system, noise=noise, n_relevant=len(model.relevant_latents_),
             expected_relevant=EXPECTED_RELEVANT[system], paper_r2=paper, n_train=n_train, n_test=n_test,
-            epochs=epochs, final_loss=model.history_[-1]["loss"], sim_s=round(t_sim, 1), fit_s=round(t_fit, 1),
+            epochs=len(model.history_), final_loss=model.history_[-1]["loss"] if model.history_ else float("nan"),
+            sim_s=round(t_sim, 1), fit_s=round(t_fit, 1),
         )
+    if len(model.history_) < epochs:
+        print(f"[{tag}] training was interrupted after {len(model.history_)} of {epochs} epochs; "
+              "the table reports the model trained so far", flush=True)
     print(f"[{tag}] relevant latents {model.relevant_latents_.tolist()}; stats {model.latent_stats_}", flush=True)
     return rows
 

@@ -7,12 +7,14 @@ trajectories each step; doing that per sample in a ``Dataset`` on the CPU is wha
 reference code slow. Here batches are produced by a ``make_batches(epoch)`` callable that slices a
 tensor already on the device, losses are accumulated on the device and synchronised once per
 epoch, and bf16 autocast wraps the step on GPU. Everything else skorch would give (history as a
-list of dicts, a progress bar, LR schedules, divergence checks) is the ~100 lines below.
+list of dicts, a progress bar, LR schedules, divergence checks, stopping on Ctrl-C with the model
+kept) is the ~100 lines below.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -118,6 +120,14 @@ def train(
         31-step rollout). ``loss_fn`` must then be capturable: no host syncs, and random numbers
         only from the default CUDA generator. Batches of other shapes run eagerly. Ignored on the
         CPU.
+
+    Returns
+    -------
+    history : list of dict
+        One record per *completed* epoch. A ``KeyboardInterrupt`` (Ctrl-C, or ``SIGINT`` from a
+        job's time limit) stops training as in skorch: a warning names the epoch, the parameters
+        keep their values after the last finished step, and the history holds the epochs that
+        completed, so the caller finishes fitting with the model trained so far.
     """
     from ._base import autocast
 
@@ -151,8 +161,6 @@ def train(
         optimizer.step()
         return loss, logs
 
-    graph = None
-    n_eager = 0
     side_stream = torch.cuda.Stream(device) if use_graph else None
 
     epochs = range(max_epochs)
@@ -162,6 +170,26 @@ def train(
 
         bar = tqdm(epochs, desc=desc, leave=True)
         epochs = bar
+    try:
+        _run_epochs(epochs, make_batches, step, history, sched, optimizer, bar, verbose, desc,
+                    use_graph, side_stream)
+    except KeyboardInterrupt:
+        warnings.warn(
+            f"{desc}: interrupted (KeyboardInterrupt) during epoch {len(history)}; training stops "
+            f"with {len(history)} completed epoch(s) and the parameters of the last finished step",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _run_epochs(epochs, make_batches, step, history, sched, optimizer, bar, verbose, desc, use_graph,
+                side_stream):
+    graph = None
+    n_eager = 0
     for epoch in epochs:
         sums = {}
         n = 0
@@ -204,4 +232,3 @@ def train(
         if verbose and verbose > 1:
             extras = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
             print(f"[{desc}] epoch {record['epoch']:4d} {extras} lr={record['lr']:.3g}", flush=True)
-    return history

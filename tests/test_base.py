@@ -79,6 +79,33 @@ def test_train_fits_linear_regression_and_detects_divergence():
         train(model.parameters(), bad_loss, batches, max_epochs=2, steps_per_epoch=8, lr=0.1)
 
 
+def test_train_stops_on_keyboard_interrupt_and_keeps_the_trained_parameters():
+    """Ctrl-C (or SIGINT from a time limit) ends training like skorch: a warning, the completed
+    epochs in the history, and the parameters as the last finished step left them."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+    y = x @ torch.tensor([[2.0], [-1.0]])
+    model = torch.nn.Linear(2, 1, bias=False)
+    w0 = model.weight.detach().clone()
+    calls = []
+
+    def batches(epoch):
+        for i in range(0, 64, 16):
+            yield x[i : i + 16], y[i : i + 16]
+
+    def loss_fn(batch):
+        calls.append(1)
+        if len(calls) == 11:  # third step of epoch 2
+            raise KeyboardInterrupt
+        return torch.mean((model(batch[0]) - batch[1]) ** 2), {}
+
+    with pytest.warns(RuntimeWarning, match=r"interrupted .* during epoch 2; .* 2 completed epoch"):
+        hist = train(model.parameters(), loss_fn, batches, max_epochs=50, steps_per_epoch=4, lr=0.05)
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert len(calls) == 11
+    assert not torch.equal(model.weight, w0)  # the 10 finished steps are kept
+
+
 class _Holder(TorchEstimatorMixin):
     def __init__(self):
         self.device = "cpu"

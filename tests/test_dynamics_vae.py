@@ -369,6 +369,31 @@ def test_divergence_raises_with_epoch():
         DynamicsVAE(**TINY, max_epochs=2, random_state=0, device="cpu").fit(X)
 
 
+def test_interrupted_fit_finishes_with_the_model_trained_so_far(monkeypatch):
+    """A KeyboardInterrupt in the third epoch stops training; fit still computes the fitted
+    attributes from the model as trained, so transform and predict work."""
+    import skphys.nn.dynamics_vae as nn_vae
+
+    X, _ = advection(8)
+    forward = nn_vae.DynamicsVAEModule.forward
+    calls = []
+
+    def interrupting_forward(self, *args, **kwargs):
+        if self.training:
+            calls.append(1)
+            if len(calls) == 5:  # batch_size 4: two steps per epoch; this is epoch 2's first
+                raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn_vae.DynamicsVAEModule, "forward", interrupting_forward)
+    with pytest.warns(RuntimeWarning, match="during epoch 2"):
+        vae = DynamicsVAE(**dict(TINY, batch_size=4), max_epochs=50, random_state=0, device="cpu").fit(X)
+    assert len(vae.history_) == 2 and len(calls) == 5
+    assert vae.transform(X).shape == (8, 5)
+    assert vae.latent_stats_["mu_variance"].shape == (5,)
+    assert vae.predict(X[:, 0], 3, context=X).shape == (8, 3, 40, 1)
+
+
 @pytest.mark.slow
 def test_finds_the_one_relevant_latent_of_advection():
     """Trajectories differ only by their advection velocity: after a short training exactly one
