@@ -423,6 +423,14 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         )
         return X
 
+    def _transform_batch_size(self, shape):
+        """Trajectories per encoder call: at most ``batch_size``, and at most 4x the grid points
+        of a training batch of encoder crops (inference keeps far fewer activations alive than
+        training), so that whole long or large trajectories do not exhaust GPU memory."""
+        points = int(np.prod(shape[1:-1]))
+        budget = 4 * self.batch_size * int(np.prod(self.encoder_crop_))
+        return int(max(1, min(self.batch_size, budget // points)))
+
     def transform(self, X, return_std=False):
         """Latent means of trajectories of any length and size (at least the encoder's receptive
         field, 31 frames and points with the default ``encoder_dilations``).
@@ -444,7 +452,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         module.eval()
         mus, sigmas = [], []
         with torch.no_grad():
-            for _, batch in iter_batches(X, self.batch_size):
+            for _, batch in iter_batches(X, self._transform_batch_size(X.shape)):
                 if not np.isfinite(batch).all():
                     raise ValueError("DynamicsVAE: X contains NaN or infinite values")
                 x = torch.from_numpy(batch).to(device).movedim(-1, 1)

@@ -369,6 +369,28 @@ def test_divergence_raises_with_epoch():
         DynamicsVAE(**TINY, max_epochs=2, random_state=0, device="cpu").fit(X)
 
 
+def test_transform_bounds_the_batch_by_grid_points(fitted, monkeypatch):
+    """Whole trajectories far larger than the training crops are encoded a few at a time (at
+    most 4x a training batch's grid points per call), with the same latents as one at a time."""
+    vae, X, _ = fitted
+    big = np.tile(X, (1, 2, 4, 1))  # 72 x 160 points, ~12x a 31 x 31 crop
+    sizes = []
+    encode = vae.module_.encode
+
+    def recording_encode(x, *args, **kwargs):
+        sizes.append(x.shape[0])
+        return encode(x, *args, **kwargs)
+
+    monkeypatch.setattr(vae.module_, "encode", recording_encode)
+    mu, sigma = vae.transform(big, return_std=True)
+    budget = 4 * vae.batch_size * 31 * 31
+    assert max(sizes) == budget // (72 * 160) < vae.batch_size and sum(sizes) == len(big)
+    sizes.clear()
+    assert vae.transform(X).shape == (12, 5) and sizes == [8, 4]  # small grids: batch_size rows
+    one = np.concatenate([vae.transform(big[i : i + 1], return_std=True)[1] for i in range(3)])
+    np.testing.assert_allclose(sigma[:3], one, rtol=1e-5, atol=1e-7)
+
+
 def test_interrupted_fit_finishes_with_the_model_trained_so_far(monkeypatch):
     """A KeyboardInterrupt in the third epoch stops training; fit still computes the fitted
     attributes from the model as trained, so transform and predict work."""
