@@ -4,6 +4,7 @@ that govern a family of spatiotemporal systems, and a transferable learned propa
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -319,6 +320,14 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         X = check_trajectories(X, estimator="DynamicsVAE", allow_lazy=False, min_frames=2)
         d, enc, dec, steps, beta = self._resolve_sizes(X.shape)
+        if self.kl_warmup_epochs > self.max_epochs:
+            warnings.warn(
+                f"DynamicsVAE: kl_warmup_epochs={self.kl_warmup_epochs} > max_epochs={self.max_epochs}; "
+                f"the KL weight and the sampling noise reach only about {self.max_epochs / self.kl_warmup_epochs:.2g} "
+                "of beta and 1 by the end of training",
+                UserWarning,
+                stacklevel=2,
+            )
         device = resolve_device(self.device)
         seed = torch_seed(self.random_state)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

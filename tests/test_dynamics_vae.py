@@ -220,6 +220,12 @@ def test_kl_warmup_ramps_the_kl_weight_and_the_noise():
     assert not torch.allclose(noisy, deterministic)
 
 
+def test_kl_warmup_longer_than_training_warns():
+    X, _ = advection(4)
+    with pytest.warns(UserWarning, match=r"kl_warmup_epochs=4 > max_epochs=2; .* about 0.5 of beta"):
+        DynamicsVAE(**TINY, max_epochs=2, kl_warmup_epochs=4, random_state=0, device="cpu").fit(X)
+
+
 def test_init_latent_std_scales_the_initial_posterior_width():
     """Shifting the log-variance head's bias by 2 log(s) multiplies every initial sigma_z by s
     exactly (inverse-variance weighting is equivariant to a common shift); the means are the same."""
