@@ -125,6 +125,16 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     mixed_precision : bool, default=False
         bf16 autocast for the convolutions on CUDA (the decoder state stays float32). Off by
         default: on an H100 the bf16 step was slower (112 ms vs 68 ms, see docs/dynamics_vae.md).
+    warm_start : bool, default=False
+        When True, ``fit`` on a fitted model trains it for ``max_epochs`` *more* epochs instead
+        of starting again (as in scikit-learn's ``MLPRegressor``): the weights, the AdamW state,
+        the random streams and the KL warm-up continue where they stopped (the warm-up from the
+        last completed epoch after an interrupt), and ``history_`` grows. On the CPU,
+        ``fit(max_epochs=a)`` then ``fit(max_epochs=b)`` with ``warm_start=True`` gives bit for
+        bit the model of one ``fit(max_epochs=a + b)`` on the same data.
+        Long runs can so be split over several jobs (pickle the model between them; with Ctrl-C
+        or ``timeout -s INT`` a job stops cleanly). The architecture and the data's dimensions
+        and channels must not change; crops, rollout length, ``lr`` and ``beta`` may.
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
@@ -156,6 +166,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     (4, 5)
     >>> vae.predict(X[:, 0], n_steps=5, context=X).shape
     (4, 5, 40, 1)
+    >>> vae.set_params(warm_start=True).fit(X).history_[-1]["epoch"]  # one more epoch
+    1
     """
 
     _parameter_constraints = {
@@ -179,6 +191,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         "init_latent_std": [Interval(numbers.Real, 0, None, closed="neither")],
         "relevance_threshold": [Interval(numbers.Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -206,6 +219,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         lr=1e-3,
         weight_decay=0.0,
         mixed_precision=False,
+        warm_start=False,
         device="auto",
         random_state=None,
         verbose=0,
@@ -233,6 +247,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.mixed_precision = mixed_precision
+        self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -320,11 +335,15 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         X = check_trajectories(X, estimator="DynamicsVAE", allow_lazy=False, min_frames=2)
         d, enc, dec, steps, beta = self._resolve_sizes(X.shape)
-        if self.kl_warmup_epochs > self.max_epochs:
+        warm = self.warm_start and hasattr(self, "module_")
+        if warm:
+            self._check_warm_start(d, X.shape[-1])
+        done = len(self.history_) if warm else 0
+        if self.kl_warmup_epochs > done + self.max_epochs:
             warnings.warn(
-                f"DynamicsVAE: kl_warmup_epochs={self.kl_warmup_epochs} > max_epochs={self.max_epochs}; "
-                f"the KL weight and the sampling noise reach only about {self.max_epochs / self.kl_warmup_epochs:.2g} "
-                "of beta and 1 by the end of training",
+                f"DynamicsVAE: kl_warmup_epochs={self.kl_warmup_epochs} > max_epochs={done + self.max_epochs}; "
+                f"the KL weight and the sampling noise reach only about "
+                f"{(done + self.max_epochs) / self.kl_warmup_epochs:.2g} of beta and 1 by the end of training",
                 UserWarning,
                 stacklevel=2,
             )
@@ -332,34 +351,74 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         seed = torch_seed(self.random_state)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            self._fit(X, d, enc, dec, steps, beta, device, seed)
+            self._fit(X, d, enc, dec, steps, beta, device, seed, warm)
         return self
 
-    def _fit(self, X, d, enc, dec, steps, beta, device, seed):
+    def _architecture(self, d, C):
+        """What a warm start must keep: the module's constructor arguments and the data's layout."""
+        return {
+            "n_spatial_dims": d,
+            "n_channels": C,
+            "n_latents": self.n_latents,
+            "hidden_channels": self.hidden_channels,
+            "kernel_size": self.kernel_size,
+            "kernel_hidden_factor": self.kernel_hidden_factor,
+            "output_scale": self.output_scale,
+            "encoder_widths": None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
+            "encoder_dilations": self._encoder_dilations(),
+            "encoder_activation": self.encoder_activation,
+        }
+
+    def _check_warm_start(self, d, C):
+        before = self._train_state["architecture"]
+        now = self._architecture(d, C)
+        changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if now[k] != before[k]]
+        if changed:
+            raise ValueError(
+                "DynamicsVAE: warm_start=True continues training the fitted module, but "
+                f"{', '.join(changed)} changed since the last fit; set warm_start=False to start again"
+            )
+
+    def _fit(self, X, d, enc, dec, steps, beta, device, seed, warm=False):
         n, T = X.shape[:2]
         space = X.shape[2:-1]
         C = X.shape[-1]
-        module = DynamicsVAEModule(
-            C,
-            self.n_latents,
-            d,
-            self.hidden_channels,
-            self.kernel_size,
-            self.kernel_hidden_factor,
-            self.output_scale,
-            encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
-            position_dropout=self.position_dropout,
-            encoder_dilations=self._encoder_dilations(),
-            encoder_activation=self.encoder_activation,
-            init_latent_std=self.init_latent_std,
-        ).to(device)
+        if warm:
+            module = self._module_on("module_", device)
+            resume = self._train_state
+            history = list(self.history_)
+            steps_done = resume["steps"]
+        else:
+            module = DynamicsVAEModule(
+                C,
+                self.n_latents,
+                d,
+                self.hidden_channels,
+                self.kernel_size,
+                self.kernel_hidden_factor,
+                self.output_scale,
+                encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
+                position_dropout=self.position_dropout,
+                encoder_dilations=self._encoder_dilations(),
+                encoder_activation=self.encoder_activation,
+                init_latent_std=self.init_latent_std,
+            ).to(device)
+            resume, history, steps_done = {}, [], 0
         data = torch.from_numpy(X).to(device)
         gen = torch_generator(seed + 1, device)
+        if resume.get("rng_device") == device.type:  # random streams continue on the same kind of device
+            gen.set_state(resume["crop_rng"])
+            if device.type == "cuda":
+                torch.cuda.set_rng_state(resume["rng"], device)
+            else:
+                torch.set_rng_state(resume["rng"])
         bs = min(self.batch_size, n)
         steps_per_epoch = -(-n // bs)
         dec_crop = (steps + 1,) + dec
         boundary = self.boundary
         warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        epochs_before = len(history)
+        opt_state = {"optimizer": resume.get("optimizer")}
 
         def make_batches(epoch):
             # every batch is full (the last one is completed from the start of the epoch's order),
@@ -371,7 +430,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 x = self._gather(data, self._crop_indices(idx, T, space, enc, gen, device))
                 t = self._gather(data, self._crop_indices(idx, T, space, dec_crop, gen, device))
                 # KL-annealing factor, a tensor in the batch so a captured CUDA graph sees it change
-                step = epoch * steps_per_epoch + i
+                step = steps_done + epoch * steps_per_epoch + i
                 ramp = 1.0 if step >= warmup_steps else (step + 1) / (warmup_steps + 1)
                 yield x, t, torch.full((), ramp, device=device)
 
@@ -400,8 +459,19 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             amp=self.mixed_precision,
             verbose=self.verbose,
             desc="DynamicsVAE",
+            history=history,
             cuda_graph=True,
+            state=opt_state,
         )
+        # what a warm start needs (CPU tensors, so that pickles load anywhere)
+        self._train_state = {
+            "architecture": self._architecture(d, C),
+            "optimizer": opt_state["optimizer"],
+            "steps": steps_done + (len(history) - epochs_before) * steps_per_epoch,
+            "rng_device": device.type,
+            "rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state(),
+            "crop_rng": gen.get_state().cpu(),
+        }
         module.eval()
         self.module_ = module
         self.n_spatial_dims_ = d

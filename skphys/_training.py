@@ -84,6 +84,7 @@ def train(
     desc="training",
     history=None,
     cuda_graph=False,
+    state=None,
 ):
     """Optimise ``parameters`` with AdamW and return the history (a list of dicts, one per epoch).
 
@@ -112,6 +113,11 @@ def train(
         0 silent; 1 a tqdm progress bar over epochs with the loss; 2 also prints one line per epoch.
     history : list, optional
         Appended to (for warm starts).
+    state : dict, optional
+        Optimizer state carried across calls (warm starts). If it holds ``"optimizer"`` (what a
+        previous call left there), the AdamW moments and step counts are restored (the learning
+        rate and other settings stay this call's); on return, also after an interrupt, it holds
+        the current state, copied to the CPU.
     cuda_graph : bool
         On CUDA with a constant LR, capture one whole step (forward, backward, optimizer) as a
         CUDA graph after a few eager warm-up steps, and replay it for every later batch of the
@@ -147,6 +153,10 @@ def train(
         )
     else:
         sched = None
+    if state is not None and state.get("optimizer") is not None:
+        saved = optimizer.state_dict()
+        saved["state"] = state["optimizer"]["state"]
+        optimizer.load_state_dict(saved)
     history = [] if history is None else history
 
     def step(batch):
@@ -183,7 +193,20 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+        if state is not None:
+            state["optimizer"] = _to_cpu(optimizer.state_dict())
     return history
+
+
+def _to_cpu(obj):
+    """A copy of a (nested) state dict with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _run_epochs(epochs, make_batches, step, history, sched, optimizer, bar, verbose, desc, use_graph,

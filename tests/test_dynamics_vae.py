@@ -397,6 +397,40 @@ def test_transform_bounds_the_batch_by_grid_points(fitted, monkeypatch):
     np.testing.assert_allclose(sigma[:3], one, rtol=1e-5, atol=1e-7)
 
 
+def test_warm_start_continues_exactly_as_one_longer_fit():
+    """fit(2 epochs) + pickle + warm fit(3 epochs) on the CPU is bit-for-bit fit(5 epochs):
+    weights, AdamW moments, both random streams and the KL ramp all continue."""
+    X, _ = advection(12)
+    kw = dict(TINY, random_state=0, device="cpu", output_scale=1e-2, kl_warmup_epochs=3)
+    one = DynamicsVAE(**kw, max_epochs=5).fit(X)
+    with pytest.warns(UserWarning, match="kl_warmup_epochs=3 > max_epochs=2"):
+        part = DynamicsVAE(**kw, max_epochs=2).fit(X)
+    part = pickle.loads(pickle.dumps(part))
+    part.set_params(warm_start=True, max_epochs=3).fit(X)
+    assert [h["epoch"] for h in part.history_] == [0, 1, 2, 3, 4]
+    assert [h["loss"] for h in part.history_] == [h["loss"] for h in one.history_]
+    assert [h["kl_weight"] for h in part.history_] == [h["kl_weight"] for h in one.history_]
+    np.testing.assert_array_equal(part.transform(X), one.transform(X))
+    # without warm_start a refit starts again
+    part.set_params(warm_start=False, max_epochs=2)
+    with pytest.warns(UserWarning, match="kl_warmup"):
+        part.fit(X)
+    assert len(part.history_) == 2 and part.history_[0]["loss"] == one.history_[0]["loss"]
+
+
+def test_warm_start_refuses_a_changed_architecture_or_data_layout():
+    X, _ = advection(6)
+    vae = DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu").fit(X)
+    vae.set_params(warm_start=True, lr=1e-4, rollout_steps=2)  # allowed: not the architecture
+    vae.fit(X)
+    assert len(vae.history_) == 2
+    with pytest.raises(ValueError, match=r"n_latents 5 -> 4 changed since the last fit"):
+        vae.set_params(n_latents=4).fit(X)
+    vae.set_params(n_latents=5)
+    with pytest.raises(ValueError, match=r"n_channels 1 -> 2"):
+        vae.fit(np.concatenate([X, X], axis=-1))
+
+
 def test_interrupted_fit_finishes_with_the_model_trained_so_far(monkeypatch):
     """A KeyboardInterrupt in the third epoch stops training; fit still computes the fitted
     attributes from the model as trained, so transform and predict work."""
