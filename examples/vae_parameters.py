@@ -14,9 +14,15 @@ Scales: ``--quick`` (small grids, few minutes per system on 2 CPU cores), the de
 scale (paper's grids and dataset sizes, 2000 epochs: a long GPU job), and ``--epochs`` /
 ``--n-train`` / ``--n-test`` overrides for a medium run. Ctrl-C (or ``timeout -s INT``) during a
 fit stops its training and evaluates the model trained so far; the table's ``epochs`` column
-counts the epochs that completed. Results are printed as a pandas table
-and appended to ``$SKPHYS_BENCH_DIR/vae_parameters.md`` (default ``benchmarks/results``);
-figures and fitted models go to ``--out``.
+counts the epochs that completed. ``--resume-from DIR`` continues the models pickled in ``DIR``
+(``warm_start``), so a long run can be split into several jobs::
+
+    timeout -s INT 9m python examples/vae_parameters.py --system ks --noise 0 --device cuda --out runs
+    timeout -s INT 9m python examples/vae_parameters.py --system ks --noise 0 --device cuda --out runs --resume-from runs
+
+(the same data is simulated again from ``--seed``). Results are printed as a pandas table and
+appended to ``$SKPHYS_BENCH_DIR/vae_parameters.md`` (default ``benchmarks/results``); figures
+and fitted models go to ``--out``.
 
     python examples/vae_parameters.py --quick --system ks
     python examples/vae_parameters.py --system all --noise both --epochs 100 --n-train 1000 --n-test 1000
@@ -233,6 +239,19 @@ def plot_figures(out, tag, model, fits):
     plt.close(fig)
 
 
+def resume_model(path, epochs, args):
+    """The pickled model at ``path``, set to train on (``warm_start``) up to ``epochs`` in all."""
+    with open(path, "rb") as fh:
+        model = pickle.load(fh)
+    if not isinstance(model, DynamicsVAE):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a DynamicsVAE")
+    done = len(model.history_)
+    print(f"[{path.name}] resuming after {done} of {epochs} epochs", flush=True)
+    model.set_params(warm_start=True, max_epochs=max(epochs - done, 1), device=args.device, verbose=args.verbose,
+                     **{k: v for k, v in model_overrides(args).items() if v is not None})
+    return model
+
+
 def run_one(system, noise, args, scale, out):
     cfg = SCALES[system][scale]
     n_train = args.n_train or cfg["n_train"]
@@ -244,16 +263,23 @@ def run_one(system, noise, args, scale, out):
     train = simulate(system, n_train, noise, args.seed, scale, args.device)
     test = simulate(system, n_test, 0.0, args.seed + 1000, scale, args.device)
     t_sim = time.perf_counter() - t0
-    model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
+    tag = f"{system}_noise{noise:g}"
+    model = None
+    if args.resume_from and (Path(args.resume_from) / f"model_{tag}.pkl").exists():
+        model = resume_model(Path(args.resume_from) / f"model_{tag}.pkl", epochs, args)
+    if model is None:
+        model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
     t0 = time.perf_counter()
-    model.fit(train.data)
+    if not (model.warm_start and len(model.history_) >= epochs):
+        model.fit(train.data)
     t_fit = time.perf_counter() - t0
     mu, sigma = model.transform(test.data, return_std=True)
     rows, fits = r2_rows(system, model, mu, sigma, test.target, list(test.target_names))
-    tag = f"{system}_noise{noise:g}"
     plot_figures(out, tag, model, fits)
-    with open(out / f"model_{tag}.pkl", "wb") as fh:
+    tmp = out / f".model_{tag}.pkl.tmp"
+    with open(tmp, "wb") as fh:
         pickle.dump(model, fh)
+    os.replace(tmp, out / f"model_{tag}.pkl")
     for r in rows:
         paper = PAPER_R2[(system, r["param"])][0 if noise == 0 else 1]
         r.update(
@@ -277,6 +303,9 @@ def main(argv=None):
     add_run_arguments(ap)
     add_model_arguments(ap)
     ap.add_argument("--out", default=None, help="figures and models (default $SKPHYS_BENCH_DIR/vae_parameters or examples/output)")
+    ap.add_argument("--resume-from", default=None, metavar="DIR",
+                    help="continue the models pickled in DIR (model_<system>_noise<noise>.pkl, as --out writes "
+                         "them) up to --epochs in all; runs without a model there start afresh")
     args = ap.parse_args(argv)
     import pandas as pd
 

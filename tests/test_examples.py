@@ -177,3 +177,30 @@ def test_cd_table_rows_keep_the_rotated_velocity_subspace_together():
     rows, fits = r2_rows("cd", Bunch(relevant_latents_=np.array([0, 2, 4])), mu, sigma, y, ["D", "vx", "vy"])
     by = {r["param"]: r for r in rows}
     assert by["D"]["latents"] == "2" and by["D"]["r2"] > 0.99 and by["vx"]["latents"] == "0,4"
+
+
+def test_vae_parameters_resumes_pickled_models(tmp_path, monkeypatch):
+    """``--resume-from`` continues a pickled model (warm start) up to ``--epochs`` in all, and the
+    model file is replaced, not left half-written."""
+    import pickle
+
+    import vae_parameters as vp
+
+    monkeypatch.setenv("SKPHYS_BENCH_DIR", str(tmp_path))
+    args = ["--quick", "--system", "ks", "--noise", "0", "--n-train", "8", "--n-test", "4", "--device", "cpu",
+            "--out", str(tmp_path), "--resume-from", str(tmp_path)]
+    vp.main(args + ["--epochs", "2"])  # no model there yet: starts afresh
+    path = tmp_path / "model_ks_noise0.pkl"
+    with open(path, "rb") as fh:
+        first = pickle.load(fh)
+    assert len(first.history_) == 2
+    vp.main(args + ["--epochs", "5"])
+    with open(path, "rb") as fh:
+        model = pickle.load(fh)
+    assert [h["epoch"] for h in model.history_] == [0, 1, 2, 3, 4]
+    assert model.history_[:2] == first.history_
+    assert not list(tmp_path.glob("*.tmp"))
+    with open(path, "wb") as fh:
+        pickle.dump({"not": "a model"}, fh)
+    with pytest.raises(TypeError, match="not a DynamicsVAE"):
+        vp.main(args + ["--epochs", "6"])
