@@ -370,6 +370,11 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         }
 
     def _check_warm_start(self, d, C):
+        if not hasattr(self, "_train_state"):
+            raise ValueError(
+                "DynamicsVAE: warm_start=True, but this model carries no training state (it was "
+                "fitted by a skphys version without warm starts); set warm_start=False to start again"
+            )
         before = self._train_state["architecture"]
         now = self._architecture(d, C)
         changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if now[k] != before[k]]

@@ -429,6 +429,9 @@ def test_warm_start_refuses_a_changed_architecture_or_data_layout():
     vae.set_params(n_latents=5)
     with pytest.raises(ValueError, match=r"n_channels 1 -> 2"):
         vae.fit(np.concatenate([X, X], axis=-1))
+    del vae._train_state  # as in a model pickled before warm starts existed
+    with pytest.raises(ValueError, match="carries no training state"):
+        vae.fit(X)
 
 
 def test_interrupted_fit_finishes_with_the_model_trained_so_far(monkeypatch):
