@@ -180,9 +180,55 @@ def train(
 
         bar = tqdm(epochs, desc=desc, leave=True)
         epochs = bar
+
+    def run_epochs():
+        graph = None
+        n_eager = 0
+        for epoch in epochs:
+            sums = {}
+            n = 0
+            for batch in make_batches(epoch):
+                if graph is not None and graph.matches(batch):
+                    loss, logs = graph.replay(batch)
+                else:
+                    if use_graph and graph is None and n_eager >= _GRAPH_WARMUP_STEPS:
+                        graph = _CapturedStep(step, batch)
+                        loss, logs = graph.replay(batch)
+                    else:
+                        if use_graph and n_eager < _GRAPH_WARMUP_STEPS:
+                            side_stream.wait_stream(torch.cuda.current_stream())
+                            with torch.cuda.stream(side_stream):  # warm-up off the capture stream
+                                loss, logs = step(batch)
+                            torch.cuda.current_stream().wait_stream(side_stream)
+                        else:
+                            loss, logs = step(batch)
+                        n_eager += 1
+                if sched is not None:
+                    sched.step()
+                logs = {"loss": loss, **logs}
+                for key, value in logs.items():
+                    value = value.detach().float()
+                    sums[key] = sums[key] + value if key in sums else value
+                n += 1
+            if n == 0:
+                raise ValueError(f"{desc}: no training batches in epoch {epoch}")
+            record = {key: float(value) / n for key, value in sums.items()}  # one sync per epoch
+            record["epoch"] = len(history)
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            history.append(record)
+            if not math.isfinite(record["loss"]):
+                raise TrainingDivergedError(
+                    f"{desc}: the training loss became {record['loss']} in epoch {record['epoch']}; "
+                    "lower lr, rescale the inputs or check them for outliers"
+                )
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+            if verbose and verbose > 1:
+                extras = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
+                print(f"[{desc}] epoch {record['epoch']:4d} {extras} lr={record['lr']:.3g}", flush=True)
+
     try:
-        _run_epochs(epochs, make_batches, step, history, sched, optimizer, bar, verbose, desc,
-                    use_graph, side_stream)
+        run_epochs()
     except KeyboardInterrupt:
         warnings.warn(
             f"{desc}: interrupted (KeyboardInterrupt) during epoch {len(history)}; training stops "
@@ -207,51 +253,3 @@ def _to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
-
-
-def _run_epochs(epochs, make_batches, step, history, sched, optimizer, bar, verbose, desc, use_graph,
-                side_stream):
-    graph = None
-    n_eager = 0
-    for epoch in epochs:
-        sums = {}
-        n = 0
-        for batch in make_batches(epoch):
-            if graph is not None and graph.matches(batch):
-                loss, logs = graph.replay(batch)
-            else:
-                if use_graph and graph is None and n_eager >= _GRAPH_WARMUP_STEPS:
-                    graph = _CapturedStep(step, batch)
-                    loss, logs = graph.replay(batch)
-                else:
-                    if use_graph and n_eager < _GRAPH_WARMUP_STEPS:
-                        side_stream.wait_stream(torch.cuda.current_stream())
-                        with torch.cuda.stream(side_stream):  # warm-up off the capture stream
-                            loss, logs = step(batch)
-                        torch.cuda.current_stream().wait_stream(side_stream)
-                    else:
-                        loss, logs = step(batch)
-                    n_eager += 1
-            if sched is not None:
-                sched.step()
-            logs = {"loss": loss, **logs}
-            for key, value in logs.items():
-                value = value.detach().float()
-                sums[key] = sums[key] + value if key in sums else value
-            n += 1
-        if n == 0:
-            raise ValueError(f"{desc}: no training batches in epoch {epoch}")
-        record = {key: float(value) / n for key, value in sums.items()}  # one sync per epoch
-        record["epoch"] = len(history)
-        record["lr"] = optimizer.param_groups[0]["lr"]
-        history.append(record)
-        if not math.isfinite(record["loss"]):
-            raise TrainingDivergedError(
-                f"{desc}: the training loss became {record['loss']} in epoch {record['epoch']}; "
-                "lower lr, rescale the inputs or check them for outliers"
-            )
-        if bar is not None:
-            bar.set_postfix(loss=f"{record['loss']:.4g}")
-        if verbose and verbose > 1:
-            extras = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "lr"))
-            print(f"[{desc}] epoch {record['epoch']:4d} {extras} lr={record['lr']:.3g}", flush=True)
