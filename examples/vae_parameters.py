@@ -241,8 +241,11 @@ def plot_figures(out, tag, model, fits):
 
 def resume_model(path, epochs, args):
     """The pickled model at ``path``, set to train on (``warm_start``) up to ``epochs`` in all."""
-    with open(path, "rb") as fh:
-        model = pickle.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(f"{path} is not a readable model pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(model, DynamicsVAE):
         raise TypeError(f"{path} holds a {type(model).__name__}, not a DynamicsVAE")
     done = len(model.history_)
@@ -264,22 +267,25 @@ def run_one(system, noise, args, scale, out):
     test = simulate(system, n_test, 0.0, args.seed + 1000, scale, args.device)
     t_sim = time.perf_counter() - t0
     tag = f"{system}_noise{noise:g}"
-    model = None
-    if args.resume_from and (Path(args.resume_from) / f"model_{tag}.pkl").exists():
-        model = resume_model(Path(args.resume_from) / f"model_{tag}.pkl", epochs, args)
-    if model is None:
+    saved = Path(args.resume_from or ".") / f"model_{tag}.pkl"
+    if args.resume_from and saved.exists():
+        model = resume_model(saved, epochs, args)
+    else:
         model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
     t0 = time.perf_counter()
-    if not (model.warm_start and len(model.history_) >= epochs):
+    if not hasattr(model, "history_") or len(model.history_) < epochs:
         model.fit(train.data)
     t_fit = time.perf_counter() - t0
     mu, sigma = model.transform(test.data, return_std=True)
     rows, fits = r2_rows(system, model, mu, sigma, test.target, list(test.target_names))
     plot_figures(out, tag, model, fits)
     tmp = out / f".model_{tag}.pkl.tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump(model, fh)
-    os.replace(tmp, out / f"model_{tag}.pkl")
+    try:
+        with open(tmp, "wb") as fh:
+            pickle.dump(model, fh)
+        os.replace(tmp, out / f"model_{tag}.pkl")  # never a half-written model
+    finally:
+        tmp.unlink(missing_ok=True)
     for r in rows:
         paper = PAPER_R2[(system, r["param"])][0 if noise == 0 else 1]
         r.update(

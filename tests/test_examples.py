@@ -204,3 +204,6 @@ def test_vae_parameters_resumes_pickled_models(tmp_path, monkeypatch):
         pickle.dump({"not": "a model"}, fh)
     with pytest.raises(TypeError, match="not a DynamicsVAE"):
         vp.main(args + ["--epochs", "6"])
+    path.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="not a readable model pickle"):
+        vp.main(args + ["--epochs", "6"])
