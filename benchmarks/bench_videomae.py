@@ -114,8 +114,8 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = False  # honest fp32
     model = VideoMAE(cfg["channels"], patch_size=cfg["patch"], tubelet_size=cfg["tubelet"],
                      embed_dim=cfg["dim"], depth=cfg["depth"], n_heads=cfg["heads"],
-                     decoder_dim=cfg["dec_dim"], decoder_depth=cfg["dec_depth"],
-                     decoder_heads=cfg["dec_heads"]).to(device)
+                     decoder_embed_dim=cfg["dec_dim"], decoder_depth=cfg["dec_depth"],
+                     decoder_n_heads=cfg["dec_heads"]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
     b = cfg["batch"]
     x = torch.randn(b, cfg["channels"], cfg["frames"], cfg["size"], cfg["size"], device=device)

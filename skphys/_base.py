@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import numbers
 import warnings
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_random_state
 
@@ -44,6 +46,8 @@ TRAINING_CONSTRAINTS = {
     "device": [str, torch.device],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
+    "checkpoint_dir": [str, os.PathLike, None],
+    "callbacks": [list, tuple, None],
 }
 
 
@@ -192,12 +196,14 @@ class TorchEstimatorMixin:
     """Pickling and device handling for estimators holding fitted ``torch.nn.Module`` attributes.
 
     Fitted modules are stored on the CPU when pickled, so a model trained on a GPU loads on a
-    machine without one. ``_module_on(name)`` returns the module on the device the estimator
-    should run on now (``self.device`` resolved at call time).
+    machine without one. ``_module_on(name, device)`` returns the fitted module on ``device``
+    without changing the fitted attribute: a module on another device is copied once and the
+    copy cached privately (the cache is dropped by ``fit`` and by pickling).
     """
 
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_runtime_modules", None)
         for key, value in state.items():
             if isinstance(value, torch.nn.Module) and key.endswith("_"):
                 state[key] = copy.deepcopy(value).to("cpu")
@@ -216,10 +222,13 @@ class TorchEstimatorMixin:
 
     def _module_on(self, name, device):
         module = getattr(self, name)
-        if next(module.parameters(), torch.empty(0)).device != device:
-            module = module.to(device)
-            setattr(self, name, module)
-        return module
+        if next(module.parameters(), torch.empty(0)).device == device:
+            return module
+        cache = self.__dict__.setdefault("_runtime_modules", {})
+        key = (name, str(device))
+        if key not in cache or cache[key][0] is not module:
+            cache[key] = (module, copy.deepcopy(module).to(device))
+        return cache[key][1]
 
 
 def channel_stats(X, batch_size=64, estimator=None):
@@ -274,43 +283,264 @@ def normalized_batch(batch, mean, scale, device):
     return to_channels_first((x - mean) / scale)
 
 
-class WindowSampler:
-    """Random windows of ``length`` consecutive frames, normalized per channel, for training.
+# ---------------------------------------------------------------------------------------------
+# The base of every torch estimator: fit's scaffold, the engine call, checkpoints, transform.
+# ---------------------------------------------------------------------------------------------
 
-    ``epoch(batch_size)`` visits every trajectory once in a random order and yields
-    channels-first float32 tensors ``(b, C, length, *space)`` on ``device``, each from a random
-    start frame. An in-memory array is normalized and moved to the device once and windows are
-    gathered there; a lazy array-like (e.g. :class:`skphys.datasets.LazyWindows`) is read batch
-    by batch, so memory stays bounded by one batch. Indices come from a CPU generator seeded with
-    ``seed``, so the windows drawn do not depend on the device.
+#: parameters that do not change what a fit computes, so a checkpoint written under other
+#: values of them can be resumed
+_RESUME_FREE = frozenset({"verbose", "callbacks", "checkpoint_dir", "device", "warm_start"})
+
+INIT = 0  # random stream of the initialisation (see skphys._training.step_seed)
+
+
+def _stable_repr(value):
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_stable_repr(v) for v in value) + ")"
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    return repr(value)
+
+
+class _Objective(torch.nn.Module):
+    """The whole training objective as one module, so that DDP sees every parameter the loss
+    uses and all-reduces their gradients: ``forward(batch)`` is the estimator's ``_loss``."""
+
+    def __init__(self, estimator, modules, ctx):
+        super().__init__()
+        self.parts = torch.nn.ModuleDict(modules)
+        self._estimator = [estimator]  # not a submodule
+        self._ctx = ctx
+
+    def forward(self, batch):
+        return self._estimator[0]._loss(self.parts, batch, self._ctx)
+
+
+class TorchEstimatorBase(TorchEstimatorMixin, BaseEstimator):
+    """What every torch estimator of skphys shares; subclasses keep only what is their own.
+
+    ``fit`` validates ``X`` (:meth:`_check_fit_input`), learns what it needs from the data
+    (:meth:`_setup`), seeds and builds the modules (:meth:`_build_modules`), and hands them to the
+    engine (:mod:`skphys._training`) with the objective (:meth:`_loss`) and the batches
+    (:meth:`_batches`). The engine runs under ``torch.distributed`` when launched by torchrun,
+    writes checkpoints to ``checkpoint_dir`` and calls skorch ``callbacks``. ``transform``-like
+    methods iterate over batches with :meth:`_map_batches`.
+
+    Override points, in the spirit of skorch's ``get_loss`` / ``train_step`` / ``get_iterator``:
+
+    ``_check_fit_input(X, y)``
+        Validate the data; return ``(X, y)``.
+    ``_setup(X, y)``
+        Set the fitted attributes learned from the data (sizes, normalization statistics).
+    ``_build_modules()``
+        ``{attribute_name: module}``, built under a seeded RNG (the same on every rank).
+    ``_make_sampler(X, y, device, seed, batch_size)``
+        An object with ``steps_per_epoch`` and ``batches(epoch, first_step, rows)``.
+    ``_batches(sampler, epoch, first_step, rows, ctx)``
+        Optional: turn the sampler's batches into the objective's (add noise, ...).
+    ``_loss(modules, batch, ctx)``
+        ``(loss, logs)``: a mean over this rank's rows (DDP averages the ranks' gradients).
+    ``_train_options()``
+        Optimizer and schedule settings for :class:`skphys._training.StepRunner`.
+    ``_finish_fit(X, y)``
+        Fitted attributes computed after training (e.g. latent statistics).
     """
 
-    def __init__(self, X, length, mean, scale, device, seed, estimator=None, max_device_fraction=0.25):
-        self.X, self.length, self.device, self.estimator = X, int(length), device, estimator
-        self.n, self.n_frames = X.shape[0], X.shape[1]
-        self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=device)
-        self.scale = torch.as_tensor(np.asarray(scale), dtype=torch.float32, device=device)
-        self.generator = torch_generator(seed)
-        self.data = None
-        if isinstance(X, np.ndarray):
-            fits = device.type != "cuda" or X.nbytes < max_device_fraction * torch.cuda.mem_get_info(device)[0]
-            if fits:
-                self.data = self.normalize(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device))
+    _param_groups_resume_free = _RESUME_FREE
 
-    def normalize(self, x):
-        """Channels-last tensor on the device -> normalized (same layout)."""
-        return (x - self.mean) / self.scale
+    # ------------------------------------------------------------------ hooks with defaults
+    def _check_fit_input(self, X, y):
+        return check_trajectories(X, estimator=type(self).__name__), y
 
-    def epoch(self, batch_size):
-        perm = torch.randperm(self.n, generator=self.generator)
-        offsets = torch.arange(self.length)
-        for s in range(0, self.n, batch_size):
-            idx = perm[s : s + batch_size]
-            t0 = torch.randint(0, self.n_frames - self.length + 1, (len(idx), 1), generator=self.generator)
-            if self.data is not None:
-                win = self.data[idx.to(self.device)[:, None], (t0 + offsets).to(self.device)]
+    def _setup(self, X, y):
+        pass
+
+    def _batches(self, sampler, epoch, first_step, rows, ctx):
+        return sampler.batches(epoch, first_step, rows)
+
+    def _train_options(self):
+        return {}
+
+    def _finish_fit(self, X, y):
+        pass
+
+    # ------------------------------------------------------------------ the scaffold
+    def _seed(self, ctx):
+        seed = torch_seed(self.random_state)
+        return ctx.broadcast_object(seed)  # random_state=None: rank 0's draw for all
+
+    def _fingerprint(self, X, y):
+        params = {
+            k: _stable_repr(v) for k, v in sorted(self.get_params(deep=False).items()) if k not in _RESUME_FREE
+        }
+        first = np.asarray(read_rows(X, [0]), dtype=np.float64)
+        last = np.asarray(read_rows(X, [X.shape[0] - 1]), dtype=np.float64)
+        data = {
+            "shape": [int(s) for s in X.shape],
+            "sums": [float(first.sum()), float(last.sum()), float(np.abs(first).sum())],
+        }
+        if y is not None:
+            data["y_sum"] = float(np.asarray(y, dtype=np.float64).sum())
+        return {"estimator": type(self).__name__, "params": params, "data": data}
+
+    def _check_resume(self, path, saved, now):
+        who = type(self).__name__
+        if saved["estimator"] != now["estimator"]:
+            raise ValueError(f"{who}: checkpoint {path} was written by {saved['estimator']}; use another checkpoint_dir")
+        changed = sorted(
+            k for k in set(saved["params"]) | set(now["params"]) if saved["params"].get(k) != now["params"].get(k)
+        )
+        if changed:
+            details = ", ".join(f"{k}={saved['params'].get(k)} -> {now['params'].get(k)}" for k in changed)
+            raise ValueError(
+                f"{who}: checkpoint_dir holds a fit with other parameters ({details}); pass the same "
+                f"parameters to resume it, or another checkpoint_dir to start a new fit"
+            )
+        if saved["data"] != now["data"]:
+            raise ValueError(
+                f"{who}: checkpoint {path} was written for other data (shape {saved['data']['shape']}, "
+                f"now {now['data']['shape']}, or other values); pass the same X to resume, or another checkpoint_dir"
+            )
+
+    def _callbacks(self):
+        cbs = []
+        for cb in getattr(self, "callbacks", None) or ():
+            if isinstance(cb, tuple) and len(cb) == 2 and isinstance(cb[0], str):
+                cb = cb[1]
+            if isinstance(cb, type):
+                cb = cb()
+            if not hasattr(cb, "on_epoch_end"):
+                raise TypeError(f"{type(self).__name__}: callbacks must be skorch callbacks, got {cb!r}")
+            cb = copy.deepcopy(cb)
+            if hasattr(cb, "initialize"):
+                cb.initialize()
+            cbs.append(cb)
+        return cbs
+
+    def _fit_engine(self, X, y=None, *, warm=False):
+        """The whole of ``fit`` after parameter validation (called by each estimator's ``fit``)."""
+        from skorch.history import History
+
+        from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+        from ._distributed import DistributedContext, distributed_context
+        from ._training import StepRunner, fit_loop, step_seed
+
+        who = type(self).__name__
+        X, y = self._check_fit_input(X, y)
+        callbacks = self._callbacks()
+        self.__dict__.pop("_runtime_modules", None)
+        device = resolve_device(self.device)
+        with distributed_context(device) as ctx:
+            device = ctx.device
+            seed = self._seed(ctx)
+            self._setup(X, y)
+            n = X.shape[0]
+            batch_size = min(int(self.batch_size), n)
+            rows = ctx.local_rows(batch_size, f"{who}: ")
+            if warm:
+                modules = {name: getattr(self, name).to(device) for name in self._module_names()}
             else:
-                rows = read_rows(self.X, idx.numpy(), self.estimator)
-                win = rows[np.arange(len(idx))[:, None], (t0 + offsets).numpy()]
-                win = self.normalize(torch.from_numpy(win).to(self.device, non_blocking=True))
-            yield to_channels_first(win)
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(step_seed(seed, INIT))
+                    modules = self._build_modules()
+                modules = {k: m.to(device) for k, m in modules.items()}
+            for m in modules.values():
+                m.train()
+            sampler = self._make_sampler(X, y, device, seed, batch_size)
+            steps = sampler.steps_per_epoch
+            history = History(list(self.history_)) if warm else History()
+            first_epoch = len(history)
+            max_epochs = first_epoch + int(self.max_epochs)
+            options = dict(self._train_options())
+            warmup_epochs = min(options.pop("warmup_epochs", 0), max(0, int(self.max_epochs) - 1))
+            objective = _Objective(self, modules, ctx)
+            wrapped = objective
+            if ctx.is_distributed:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None)
+            runner = StepRunner(
+                wrapped, list(objective.parameters()), total_steps=max_epochs * steps, lr=self.lr,
+                weight_decay=self.weight_decay, warmup_steps=warmup_epochs * steps, device=device,
+                distributed=ctx.is_distributed, **options,
+            )
+            start_epoch, start_step, partial = first_epoch, 0, None
+            if warm and getattr(self, "_optimizer_state", None) is not None:
+                runner.load_state_dict(self._optimizer_state, moments_only=True)
+            fingerprint = None
+            ckpt_dir = getattr(self, "checkpoint_dir", None)
+            if ckpt_dir is not None:
+                fingerprint = self._fingerprint(X, y)
+                path = None if warm else latest_checkpoint(ckpt_dir)
+                if path is not None:
+                    saved = load_checkpoint(path)
+                    self._check_resume(path, saved["fingerprint"], fingerprint)
+                    for name, m in modules.items():
+                        m.load_state_dict(saved["modules"][name])
+                    runner.load_state_dict(saved["runner"])
+                    history = History(saved["history"])
+                    start_epoch, start_step, partial = saved["epoch"], saved["step"], saved["partial"]
+                    if self.verbose and ctx.is_main:
+                        print(f"[{who}] resuming from {path} (epoch {start_epoch}, step {start_step})", flush=True)
+
+            def save(state):
+                save_checkpoint(ckpt_dir, {
+                    "format": 1,
+                    "fingerprint": fingerprint,
+                    "modules": {k: {n: t.detach().cpu() for n, t in m.state_dict().items()} for k, m in modules.items()},
+                    "runner": runner.state_dict(),
+                    "history": [dict(r) for r in state.history],
+                    "epoch": state.epoch,
+                    "step": state.step,
+                    "partial": dict(state.partial),
+                }, state.epoch, state.step)
+
+            state = fit_loop(
+                runner,
+                lambda epoch, first: self._batches(sampler, epoch, first, rows, ctx),
+                max_epochs=max_epochs,
+                steps_per_epoch=steps,
+                ctx=ctx,
+                history=history,
+                start_epoch=start_epoch,
+                start_step=start_step,
+                partial=partial,
+                callbacks=callbacks,
+                net=self,
+                save=save if ckpt_dir is not None else None,
+                verbose=self.verbose,
+                desc=who,
+            )
+            ctx.barrier()
+        for name, m in modules.items():
+            setattr(self, name, m.eval())
+        self.history_ = state.history
+        self._optimizer_state = runner.state_dict()
+        self._finish_fit(X, y)
+        return self
+
+    def _module_names(self):
+        return [k for k, v in self.__dict__.items() if k.endswith("_") and isinstance(v, torch.nn.Module)]
+
+    def _map_batches(self, X, fn, batch_size=None):
+        """Apply ``fn(batch)`` (a float32 numpy batch of ``X`` -> numpy array) to every batch of
+        ``X`` in inference mode and concatenate. Lazy array-likes are read batch by batch and
+        their batches checked for NaN/inf."""
+        who = f"{type(self).__name__}: "
+        lazy = is_lazy(X)
+        out = []
+        with torch.inference_mode():
+            for _, batch in iter_batches(X, int(batch_size or self.batch_size)):
+                if lazy:
+                    check_finite_batch(batch, who)
+                out.append(fn(batch))
+        return np.concatenate(out)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = False
+        return tags

@@ -8,21 +8,14 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import (
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    check_trajectories,
-    iter_batches,
-    resolve_device,
-    torch_generator,
-    torch_seed,
-)
-from ._training import train
-from .nn.dynamics_vae import _ACTIVATIONS, DynamicsVAEModule, kl_standard_normal, receptive_field
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, check_trajectories
+from ._sampling import NOISE, CropSampler
+from ._training import step_seed
+from .nn.dynamics_vae import _ACTIVATIONS, DynamicsVAEModule, receptive_field
 
 __all__ = ["DynamicsVAE"]
 
@@ -42,7 +35,7 @@ def _as_tuple(value, n, name):
     return value
 
 
-class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
     """Physics VAE that extracts interpretable dynamical parameters from trajectories.
 
     A dilated-convolution *dynamics encoder* maps a trajectory to ``n_latents`` Gaussian latent
@@ -138,19 +131,28 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+    checkpoint_dir : str or path-like, default=None
+        Write the full training state there after every epoch (atomically) and resume from it
+        when ``fit`` is called again with the same parameters and data: a job killed by a
+        scheduler loses at most one epoch, and on the CPU the resumed fit is bit for bit the
+        uninterrupted one. SIGTERM and SIGUSR1 write a checkpoint and stop cleanly. See
+        docs/scaling.md.
+    callbacks : list of skorch callbacks, default=None
+        skorch callbacks (``PrintLog``, ``EarlyStopping(monitor="loss")``, loggers), called with
+        the estimator as ``net``.
 
     Attributes
     ----------
     module_ : DynamicsVAEModule
         The fitted torch module (stored on the CPU when pickled).
-    history_ : list of dict
+    history_ : skorch.history.History
         Per-epoch ``loss``, ``mse``, ``kl`` and ``kl_weight`` (the mean KL weight, below
-        ``beta`` during ``kl_warmup_epochs``).
+        ``beta`` during ``kl_warmup_epochs``), ``lr``, ``epoch`` and ``dur``.
     latent_stats_ : dict
         ``"mu_variance"`` and ``"mean_sigma2"`` (each ``(n_latents,)``) on the training data.
     relevant_latents_ : ndarray of int
         Indices of the relevant latents, most informative first.
-    n_spatial_dims_, n_channels_in_ : int
+    n_spatial_dims_, n_channels_ : int
     encoder_crop_, decoder_crop_ : tuple of int
     rollout_steps_ : int
     beta_ : float
@@ -223,6 +225,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
+        callbacks=None,
     ):
         self.n_latents = n_latents
         self.beta = beta
@@ -251,6 +255,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ helpers
     def _encoder_dilations(self):
@@ -305,54 +311,44 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         beta = beta_default if self.beta is None else float(self.beta)
         return d, enc, dec, steps, beta
 
-    def _crop_indices(self, n_samples, T, space, crop, gen, device):
-        """Random crop starts (time: inside, space: periodic) -> gather indices, vectorised."""
-        B = n_samples.shape[0]
-        t0 = torch.randint(0, T - crop[0] + 1, (B,), device=device, generator=gen)
-        idx = [n_samples, t0[:, None] + torch.arange(crop[0], device=device)]
-        for size, c in zip(space, crop[1:]):
-            s0 = torch.randint(0, size, (B,), device=device, generator=gen)
-            idx.append((s0[:, None] + torch.arange(c, device=device)) % size)
-        nd = len(idx)
-        out = []
-        for k, ix in enumerate(idx):
-            shape = [B] + [1] * (nd - 1)
-            if k > 0:
-                shape[k] = ix.shape[1]
-            out.append(ix.reshape(shape))
-        return tuple(out)
-
-    def _gather(self, data, index):
-        """``data`` (n, T, *space, C) on the device -> channels-first crops (B, C, t, *space)."""
-        return data[index].movedim(-1, 1)
-
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train on trajectories ``X`` (n_samples, T, n_points, C) or (n_samples, T, ny, nx, C).
 
+        ``X`` may be a lazy array-like (e.g. ``load_well(..., lazy=True)``): each step then
+        reads only the trajectories of its batch, so memory does not grow with their number.
         ``y`` is ignored (the method is unsupervised). Returns ``self``.
         """
-        X = check_trajectories(X, estimator="DynamicsVAE", allow_lazy=False, min_frames=2)
-        d, enc, dec, steps, beta = self._resolve_sizes(X.shape)
         warm = self.warm_start and hasattr(self, "module_")
-        if warm:
-            self._check_warm_start(d, X.shape[-1])
-        done = len(self.history_) if warm else 0
+        return self._fit_engine(X, y, warm=warm)
+
+    def _check_fit_input(self, X, y):
+        X = check_trajectories(X, estimator="DynamicsVAE", allow_lazy=True, min_frames=2)
+        sizes = self._resolve_sizes(X.shape)
+        if self.warm_start and hasattr(self, "module_"):
+            self._check_warm_start(sizes[0], X.shape[-1])
+            done = len(self.history_)
+        else:
+            done = 0
         if self.kl_warmup_epochs > done + self.max_epochs:
             warnings.warn(
                 f"DynamicsVAE: kl_warmup_epochs={self.kl_warmup_epochs} > max_epochs={done + self.max_epochs}; "
                 f"the KL weight and the sampling noise reach only about "
                 f"{(done + self.max_epochs) / self.kl_warmup_epochs:.2g} of beta and 1 by the end of training",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        device = resolve_device(self.device)
-        seed = torch_seed(self.random_state)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self._fit(X, d, enc, dec, steps, beta, device, seed, warm)
-        return self
+        return X, y
+
+    def _setup(self, X, y):
+        d, enc, dec, steps, beta = self._resolve_sizes(X.shape)
+        self.n_spatial_dims_ = d
+        self.n_channels_ = X.shape[-1]
+        self.encoder_crop_ = enc
+        self.decoder_crop_ = dec
+        self.rollout_steps_ = steps
+        self.beta_ = beta
 
     def _architecture(self, d, C):
         """What a warm start must keep: the module's constructor arguments and the data's layout."""
@@ -370,12 +366,12 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         }
 
     def _check_warm_start(self, d, C):
-        if not hasattr(self, "_train_state"):
+        if getattr(self, "_optimizer_state", None) is None or not hasattr(self, "_fit_architecture"):
             raise ValueError(
                 "DynamicsVAE: warm_start=True, but this model carries no training state (it was "
                 "fitted by a skphys version without warm starts); set warm_start=False to start again"
             )
-        before = self._train_state["architecture"]
+        before = self._fit_architecture
         now = self._architecture(d, C)
         changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if now[k] != before[k]]
         if changed:
@@ -384,107 +380,55 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 f"{', '.join(changed)} changed since the last fit; set warm_start=False to start again"
             )
 
-    def _fit(self, X, d, enc, dec, steps, beta, device, seed, warm=False):
-        n, T = X.shape[:2]
-        space = X.shape[2:-1]
-        C = X.shape[-1]
-        if warm:
-            module = self._module_on("module_", device)
-            resume = self._train_state
-            history = list(self.history_)
-            steps_done = resume["steps"]
-        else:
-            module = DynamicsVAEModule(
-                C,
-                self.n_latents,
-                d,
-                self.hidden_channels,
-                self.kernel_size,
-                self.kernel_hidden_factor,
-                self.output_scale,
-                encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
-                position_dropout=self.position_dropout,
-                encoder_dilations=self._encoder_dilations(),
-                encoder_activation=self.encoder_activation,
-                init_latent_std=self.init_latent_std,
-            ).to(device)
-            resume, history, steps_done = {}, [], 0
-        data = torch.from_numpy(X).to(device)
-        gen = torch_generator(seed + 1, device)
-        if resume.get("rng_device") == device.type:  # random streams continue on the same kind of device
-            gen.set_state(resume["crop_rng"])
-            if device.type == "cuda":
-                torch.cuda.set_rng_state(resume["rng"], device)
-            else:
-                torch.set_rng_state(resume["rng"])
-        bs = min(self.batch_size, n)
-        steps_per_epoch = -(-n // bs)
-        dec_crop = (steps + 1,) + dec
-        boundary = self.boundary
-        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
-        epochs_before = len(history)
-        opt_state = {"optimizer": resume.get("optimizer")}
+    def _build_modules(self):
+        return {"module_": DynamicsVAEModule(
+            self.n_channels_,
+            self.n_latents,
+            self.n_spatial_dims_,
+            self.hidden_channels,
+            self.kernel_size,
+            self.kernel_hidden_factor,
+            self.output_scale,
+            encoder_widths=None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
+            position_dropout=self.position_dropout,
+            encoder_dilations=self._encoder_dilations(),
+            encoder_activation=self.encoder_activation,
+            init_latent_std=self.init_latent_std,
+        )}
 
-        def make_batches(epoch):
-            # every batch is full (the last one is completed from the start of the epoch's order),
-            # so that on a GPU one captured CUDA graph serves every step
-            perm = torch.randperm(n, device=device, generator=gen)
-            perm = torch.cat([perm, perm[: (-n) % bs]])
-            for i, start in enumerate(range(0, n, bs)):
-                idx = perm[start : start + bs]
-                x = self._gather(data, self._crop_indices(idx, T, space, enc, gen, device))
-                t = self._gather(data, self._crop_indices(idx, T, space, dec_crop, gen, device))
-                # KL-annealing factor, a tensor in the batch so a captured CUDA graph sees it change
-                step = steps_done + epoch * steps_per_epoch + i
-                ramp = 1.0 if step >= warmup_steps else (step + 1) / (warmup_steps + 1)
-                yield x, t, torch.full((), ramp, device=device)
+    def _make_sampler(self, X, y, device, seed, batch_size):
+        dec_crop = (self.rollout_steps_ + 1,) + self.decoder_crop_
+        return CropSampler(X, self.encoder_crop_, dec_crop, device, seed, batch_size, "DynamicsVAE")
 
-        def loss_fn(batch):
-            # in-loss randomness (position dropout, reparameterisation) comes from the default
-            # generator, seeded in fit: CUDA-graph safe
-            x, t, ramp = batch
-            pred, target, mu, logvar = module(
-                x, t, steps, boundary=boundary, fill_value=self.fill_value, noise_scale=ramp
-            )
-            mse = torch.mean((pred.float() - target.float()) ** 2)
-            kl = kl_standard_normal(mu, logvar).mean()
-            weight = beta * ramp
-            return mse + weight * kl, {"mse": mse, "kl": kl, "kl_weight": weight}
+    def _batches(self, sampler, epoch, first_step, rows, ctx):
+        # every random number of the step comes in the batch (drawn for the global batch on the
+        # CPU, sliced to this rank's rows), so that one captured CUDA graph serves every step
+        B, steps = sampler.plan.batch_size, sampler.steps_per_epoch
+        warmup_steps = self.kl_warmup_epochs * steps
+        rf = receptive_field(self._encoder_dilations())
+        drop_shape = (B, 1) + tuple(c - rf + 1 for c in self.encoder_crop_)  # one per encoder output position
+        gen = torch.Generator()
+        for step, (x, t) in enumerate(sampler.batches(epoch, first_step, rows), start=first_step):
+            gen.manual_seed(step_seed(sampler.plan.seed, NOISE, epoch, step))
+            eps = torch.randn(B, self.n_latents, generator=gen)[rows]
+            drop = torch.rand(drop_shape, generator=gen)[rows]
+            global_step = epoch * steps + step
+            ramp = 1.0 if global_step >= warmup_steps else (global_step + 1) / (warmup_steps + 1)
+            dev = x.device
+            yield x, t, torch.full((), ramp, device=dev), eps.to(dev), drop.to(dev)
 
-        module.train()
-        self.history_ = train(
-            module.parameters(),
-            loss_fn,
-            make_batches,
-            max_epochs=self.max_epochs,
-            steps_per_epoch=steps_per_epoch,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            device=device,
-            amp=self.mixed_precision,
-            verbose=self.verbose,
-            desc="DynamicsVAE",
-            history=history,
-            cuda_graph=True,
-            state=opt_state,
+    def _loss(self, modules, batch, ctx):
+        x, t, ramp, eps, drop = batch
+        return modules["module_"].loss(
+            x, t, self.rollout_steps_, self.beta_, ramp, boundary=self.boundary, fill_value=self.fill_value,
+            eps=eps, drop_noise=drop,
         )
-        # what a warm start needs (CPU tensors, so that pickles load anywhere)
-        self._train_state = {
-            "architecture": self._architecture(d, C),
-            "optimizer": opt_state["optimizer"],
-            "steps": steps_done + (len(history) - epochs_before) * steps_per_epoch,
-            "rng_device": device.type,
-            "rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state(),
-            "crop_rng": gen.get_state().cpu(),
-        }
-        module.eval()
-        self.module_ = module
-        self.n_spatial_dims_ = d
-        self.n_channels_in_ = C
-        self.encoder_crop_ = enc
-        self.decoder_crop_ = dec
-        self.rollout_steps_ = steps
-        self.beta_ = beta
+
+    def _train_options(self):
+        return {"amp": self.mixed_precision, "cuda_graph": True}
+
+    def _finish_fit(self, X, y):
+        self._fit_architecture = self._architecture(self.n_spatial_dims_, self.n_channels_)
         mu, sigma = self.transform(X, return_std=True)
         self.latent_stats_ = {"mu_variance": mu.var(axis=0), "mean_sigma2": (sigma**2).mean(axis=0)}
         from .metrics import relevant_latents
@@ -501,7 +445,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
             spatial_dims=(d,),
             min_frames=rf if min_frames is None else min_frames,
             min_space=rf if min_frames is None else None,
-            n_channels=self.n_channels_in_,
+            n_channels=self.n_channels_,
             estimator="DynamicsVAE",
             allow_lazy=True,
         )
@@ -532,21 +476,16 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         X = self._check_X(X)
         device = self._runtime_device()
-        module = self._module_on("module_", device)
-        module.eval()
-        mus, sigmas = [], []
-        with torch.no_grad():
-            for _, batch in iter_batches(X, self._transform_batch_size(X.shape)):
-                if not np.isfinite(batch).all():
-                    raise ValueError("DynamicsVAE: X contains NaN or infinite values")
-                x = torch.from_numpy(batch).to(device).movedim(-1, 1)
-                mu, logvar = module.encode(x)
-                mus.append(mu.cpu().numpy())
-                sigmas.append(torch.exp(0.5 * logvar).cpu().numpy())
-        mu = np.concatenate(mus).astype(np.float64)
-        if return_std:
-            return mu, np.concatenate(sigmas).astype(np.float64)
-        return mu
+        module = self._module_on("module_", device).eval()
+        L = self.n_latents
+
+        def encode(batch):
+            mu, logvar = module.encode(torch.from_numpy(batch).to(device).movedim(-1, 1))
+            return torch.cat([mu, torch.exp(0.5 * logvar)], dim=1).cpu().numpy()
+
+        out = self._map_batches(X, encode, self._transform_batch_size(X.shape)).astype(np.float64)
+        mu, sigma = out[:, :L], out[:, L:]
+        return (mu, sigma) if return_std else mu
 
     def predict(self, X0, n_steps, *, latents=None, context=None, boundary=None, fill_value=None):
         """Propagate initial states forward with the learned decoder.
@@ -591,8 +530,8 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 f"X0 must be initial states of shape (n_samples, {', '.join(['ny', 'nx'][-d:] if d == 2 else ['n_points'])}, "
                 f"n_channels) with {d + 2} dimensions; got shape {X0.shape}"
             )
-        if X0.shape[-1] != self.n_channels_in_:
-            raise ValueError(f"X0 has {X0.shape[-1]} channels but the model was fitted with {self.n_channels_in_}")
+        if X0.shape[-1] != self.n_channels_:
+            raise ValueError(f"X0 has {X0.shape[-1]} channels but the model was fitted with {self.n_channels_}")
         if not np.isfinite(X0).all():
             raise ValueError("X0 contains NaN or infinite values")
         if (latents is None) == (context is None):
@@ -603,8 +542,7 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         if latents.shape != (X0.shape[0], self.n_latents):
             raise ValueError(f"latents must have shape {(X0.shape[0], self.n_latents)}, got {latents.shape}")
         device = self._runtime_device()
-        module = self._module_on("module_", device)
-        module.eval()
+        module = self._module_on("module_", device).eval()
         out = []
         with torch.no_grad():
             for start in range(0, X0.shape[0], self.batch_size):
@@ -629,7 +567,5 @@ class DynamicsVAE(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
         tags.target_tags.required = False
         return tags

@@ -6,48 +6,22 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_random_state
+from sklearn.utils.validation import check_is_fitted
 
-from ._base import (
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    autocast,
-    check_finite_batch,
-    WindowSampler,
-    channel_stats,
-    check_trajectories,
-    normalized_batch,
-    is_lazy,
-    iter_batches,
-    resolve_device,
-    torch_generator,
-    torch_seed,
-)
-from ._training import train
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, autocast, check_trajectories, normalized_batch, channel_stats
+from ._distributed import all_gather_with_grad
+from ._sampling import NOISE, WindowSampler
+from ._training import step_seed
 from .nn.convnext3d import ConvNeXtEncoder3d, JEPAPredictor, check_input_size, min_frames
 from .nn.depthwise import IMPLS
-from .nn.vicreg import vicreg_loss
+from .nn.jepa import jepa_loss
 
 __all__ = ["JEPAEmbedder"]
 
 
-def jepa_loss(encoder, predictor, win, n_frames, coeffs=(2.0, 40.0, 2.0), n_chunks=5, generator=None):
-    """JEPA objective on a batch of window pairs ``win`` of shape (b, C, 2 * n_frames, H, W).
-
-    Context and target windows go through the encoder in one call (same weights, no EMA, no
-    stop-gradient); the predictor maps the context embedding to the target's; VICReg compares them.
-    Returns ``(loss, logs)`` as :func:`skphys._training.train` expects.
-    """
-    b = win.shape[0]
-    both = torch.cat([win[:, :, :n_frames], win[:, :, n_frames:]], dim=0)
-    z = encoder(both)
-    pred = predictor(z[:b])
-    return vicreg_loss(pred, z[b:], *coeffs, n_chunks=n_chunks, generator=generator)
-
-
-class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
     """Joint-embedding predictive architecture for spatiotemporal fields (ConvNeXt 3-D + VICReg).
 
     ``fit`` draws pairs of consecutive ``n_frames``-frame windows (context, target) from each
@@ -99,6 +73,14 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         Seeds initialisation, window sampling and noise.
     verbose : int, default=0
         1 shows a progress bar with the loss per epoch; 2 also prints one line per epoch.
+    checkpoint_dir : str or path-like, default=None
+        Write the full training state there after every epoch (atomically), and resume from the
+        newest checkpoint when ``fit`` is called again with the same parameters and data: a fit
+        killed by a scheduler loses at most one epoch. SIGTERM and SIGUSR1 write a checkpoint and
+        stop the fit cleanly. See docs/scaling.md.
+    callbacks : list of skorch callbacks, default=None
+        skorch callbacks (``PrintLog``, ``EarlyStopping(monitor="loss")``, loggers), called with
+        the estimator as ``net`` and ``net.history`` a skorch ``History``.
 
     Attributes
     ----------
@@ -107,10 +89,10 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
     mean_, scale_ : ndarray of shape (n_channels_,)
         Per-channel normalization learned in ``fit``.
     n_channels_ : int
-    spatial_dims_ : int
+    n_spatial_dims_ : int
         1 or 2.
-    history_ : list of dict
-        Per epoch: ``loss``, ``inv``, ``var``, ``cov``, ``lr``.
+    history_ : skorch.history.History
+        Per epoch (a list of dicts): ``loss``, ``inv``, ``var``, ``cov``, ``lr``, ``epoch``, ``dur``.
 
     Examples
     --------
@@ -159,6 +141,8 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
+        callbacks=None,
     ):
         self.n_frames = n_frames
         self.widths = widths
@@ -179,6 +163,8 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ helpers
     def _arch(self):
@@ -205,15 +191,20 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_frames_total, n_points, n_channels) or (n_samples, n_frames_total, ny, nx, n_channels)
-            Trajectories with at least ``2 * n_frames`` frames.
+            Trajectories with at least ``2 * n_frames`` frames (or a lazy array-like, read in
+            batches).
         y : ignored
 
         Returns
         -------
         self : JEPAEmbedder
         """
+        return self._fit_engine(X, y)
+
+    # ------------------------------------------------------------------ engine hooks
+    def _check_fit_input(self, X, y):
         who = type(self).__name__
-        widths, depths = self._arch()
+        widths, _ = self._arch()
         n_stages = len(widths)
         f = min_frames(n_stages)
         if self.n_frames % f:
@@ -228,63 +219,49 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
                 "(a context window and the target window after it)"
             )
         self._check_sizes(X, n_stages)
+        return X, y
+
+    def _setup(self, X, y):
         self.n_channels_ = X.shape[-1]
-        self.spatial_dims_ = len(X.shape) - 3
-        self.mean_, self.scale_ = channel_stats(X, estimator=who)
+        self.n_spatial_dims_ = len(X.shape) - 3
+        self.mean_, self.scale_ = channel_stats(X, estimator=type(self).__name__)
 
-        rs = check_random_state(self.random_state)
-        seed = torch_seed(rs)
-        device = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            encoder = ConvNeXtEncoder3d(
-                self.n_channels_, widths, depths, n_frames=self.n_frames,
-                spatial_dims=self.spatial_dims_, dw_impl=self.dw_impl,
-            )
-            predictor = JEPAPredictor(widths[-1], self.predictor_width, spatial_dims=self.spatial_dims_, dw_impl=self.dw_impl)
-        encoder.to(device).train()
-        predictor.to(device).train()
-
-        # (context, target) pairs: random windows of 2 * n_frames consecutive frames
-        nf = self.n_frames
-        sampler = WindowSampler(X, 2 * nf, self.mean_, self.scale_, device, seed + 1, estimator=who)
-        bs = min(self.batch_size, X.shape[0])
-        steps = -(-X.shape[0] // bs)
-        gen = torch_generator(seed + 2, device)
-        noise = float(self.input_noise)
-
-        def make_batches(epoch):
-            for win in sampler.epoch(bs):  # (b, C, 2nf, *space)
-                if self.spatial_dims_ == 1:
-                    win = win.unsqueeze(-1)
-                if noise > 0:
-                    win = win + noise * torch.randn(win.shape, device=device, generator=gen)
-                yield win
-
-        def loss_fn(win):
-            return jepa_loss(
-                encoder, predictor, win, nf, (self.sim_coeff, self.std_coeff, self.cov_coeff), self.vicreg_chunks, gen
-            )
-
-        self.history_ = train(
-            list(encoder.parameters()) + list(predictor.parameters()),
-            loss_fn,
-            make_batches,
-            max_epochs=self.max_epochs,
-            steps_per_epoch=steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            betas=(0.9, 0.95),
-            schedule="cosine",
-            warmup_epochs=min(self.warmup_epochs, self.max_epochs - 1),
-            final_lr_ratio=min(1.0, 1e-6 / self.lr),
-            device=device,
-            verbose=self.verbose,
-            desc=who,
+    def _build_modules(self):
+        widths, depths = self._arch()
+        encoder = ConvNeXtEncoder3d(
+            self.n_channels_, widths, depths, n_frames=self.n_frames,
+            n_spatial_dims=self.n_spatial_dims_, dw_impl=self.dw_impl,
         )
-        self.encoder_ = encoder.eval()
-        self.predictor_ = predictor.eval()
-        return self
+        predictor = JEPAPredictor(widths[-1], self.predictor_width, n_spatial_dims=self.n_spatial_dims_, dw_impl=self.dw_impl)
+        return {"encoder_": encoder, "predictor_": predictor}
+
+    def _make_sampler(self, X, y, device, seed, batch_size):
+        # (context, target) pairs: random windows of 2 * n_frames consecutive frames
+        return WindowSampler(X, 2 * self.n_frames, self.mean_, self.scale_, device, seed, batch_size, type(self).__name__)
+
+    def _batches(self, sampler, epoch, first_step, rows, ctx):
+        noise = float(self.input_noise)
+        gen = torch.Generator(ctx.device)
+        for step, win in enumerate(sampler.batches(epoch, first_step, rows), start=first_step):
+            gen.manual_seed(step_seed(sampler.plan.seed, NOISE, epoch, step))
+            if noise > 0:  # drawn for the global batch, so that it does not depend on the ranks
+                shape = (sampler.plan.batch_size,) + tuple(win.shape[1:])
+                win = win + noise * torch.randn(shape, device=win.device, generator=gen)[rows]
+            yield win, gen
+
+    def _loss(self, modules, batch, ctx):
+        win, gen = batch
+        return jepa_loss(
+            modules["encoder_"], modules["predictor_"], win, self.n_frames,
+            (self.sim_coeff, self.std_coeff, self.cov_coeff), self.vicreg_chunks, gen,
+            gather=(lambda z: all_gather_with_grad(z, ctx)) if ctx.is_distributed else None,
+        )
+
+    def _train_options(self):
+        return {
+            "betas": (0.9, 0.95), "schedule": "cosine", "warmup_epochs": self.warmup_epochs,
+            "final_lr_ratio": min(1.0, 1e-6 / self.lr),
+        }
 
     def transform(self, X):
         """Embed the first ``n_frames`` frames of each trajectory.
@@ -301,35 +278,25 @@ class JEPAEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         who = type(self).__name__
         X = check_trajectories(
-            X, spatial_dims=(self.spatial_dims_,), min_frames=self.n_frames, n_channels=self.n_channels_,
+            X, spatial_dims=(self.n_spatial_dims_,), min_frames=self.n_frames, n_channels=self.n_channels_,
             estimator=who, allow_lazy=True,
         )
         self._check_sizes(X, len(self.encoder_.stages))
         device = self._runtime_device()
-        encoder = self._module_on("encoder_", device)
-        encoder.eval()
-        lazy = is_lazy(X)
-        out = []
-        bs = max(1, int(self.batch_size))
-        with torch.inference_mode():
-            for _, batch in iter_batches(X, bs):
-                if lazy:
-                    check_finite_batch(batch, f"{who}: ")
-                xb = normalized_batch(batch[:, : self.n_frames], self.mean_, self.scale_, device)
-                if self.spatial_dims_ == 1:
-                    xb = xb.unsqueeze(-1)
-                with autocast(device):
-                    z = encoder(xb)
-                z = z.float().flatten(2).transpose(1, 2)  # (b, tokens, width)
-                if self.pooling == "mean":
-                    z = z.mean(dim=1)
-                out.append(z.cpu().numpy())
-        return np.concatenate(out)
+        encoder = self._module_on("encoder_", device).eval()
+
+        def embed(batch):
+            xb = normalized_batch(batch[:, : self.n_frames], self.mean_, self.scale_, device)
+            with autocast(device):
+                z = encoder(xb)
+            z = z.float().flatten(2).transpose(1, 2)  # (b, tokens, width)
+            if self.pooling == "mean":
+                z = z.mean(dim=1)
+            return z.cpu().numpy()
+
+        return self._map_batches(X, embed)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
         tags.target_tags.required = False
-        tags.requires_fit = True
         return tags

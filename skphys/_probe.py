@@ -6,12 +6,12 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
 
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, autocast, resolve_device, torch_generator, torch_seed
-from ._training import train
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, autocast
+from ._sampling import RowSampler
 from .nn.attentive_pooler import AttentiveHead
 
 __all__ = ["AttentiveProbeRegressor"]
@@ -29,7 +29,7 @@ def _largest_divisor_at_most(n, k):
     return 1
 
 
-class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator):
+class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
     """Multi-output regression from token embeddings with a V-JEPA-style attentive probe.
 
     One learnable query cross-attends (multi-head, qkv bias, fused
@@ -67,6 +67,11 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
         Seeds the probe initialisation, the batch order and the ``train_fraction`` subset.
     verbose : int, default=0
         1 shows a progress bar with the loss per epoch; 2 also prints one line per epoch.
+    checkpoint_dir : str or path-like, default=None
+        Write the full training state there after every epoch and resume from it (see
+        :class:`skphys.JEPAEmbedder`).
+    callbacks : list of skorch callbacks, default=None
+        skorch callbacks, called with the estimator as ``net``.
 
     Attributes
     ----------
@@ -121,6 +126,8 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
+        callbacks=None,
     ):
         self.mlp_ratio = mlp_ratio
         self.n_heads = n_heads
@@ -135,6 +142,8 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ input checks
     def _check_X(self, X, reset):
@@ -214,6 +223,10 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
         -------
         self : AttentiveProbeRegressor
         """
+        return self._fit_engine(X, y)
+
+    # ------------------------------------------------------------------ engine hooks
+    def _check_fit_input(self, X, y):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X = self._check_X(X, reset=True)
@@ -224,63 +237,35 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
         self._y_1d = y.ndim == 1
         y2 = y.reshape(len(y), -1)
-        self.n_outputs_ = y2.shape[1]
-        z = self._forward_target(y2)
-
+        self._forward_target(y2)  # checks the transform on all rows
         rs = check_random_state(self.random_state)
         n = X.shape[0]
         n_train = max(1, int(round(self.train_fraction * n)))
         idx = np.sort(rs.permutation(n)[:n_train]) if n_train < n else np.arange(n)
         self.train_indices_ = idx
-        z = z[idx]
+        return np.ascontiguousarray(X[idx]), y2[idx]
+
+    def _setup(self, X, y):
+        self.n_outputs_ = y.shape[1]
+        z = self._forward_target(y)
         self.y_mean_ = z.mean(axis=0)
         scale = z.std(axis=0)
         self.y_scale_ = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self.y_mean_)), scale, 1.0)
-        zs = (z - self.y_mean_) / self.y_scale_
+        self.n_heads_ = _largest_divisor_at_most(X.shape[-1], self.n_heads)
 
-        device = resolve_device(self.device)
-        seed = torch_seed(rs)
-        dim = X.shape[-1]
-        self.n_heads_ = _largest_divisor_at_most(dim, self.n_heads)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = AttentiveHead(dim, self.n_outputs_, n_heads=self.n_heads_, mlp_ratio=self.mlp_ratio)
-        module = module.to(device)
-        Xt = torch.from_numpy(np.array(X[idx])).to(device)
-        yt = torch.from_numpy(zs.astype(np.float32)).to(device)
-        bs = min(self.batch_size, n_train)
-        steps = -(-n_train // bs)
-        gen = torch_generator(seed + 1, device)
+    def _build_modules(self):
+        return {"module_": AttentiveHead(self.n_features_in_, self.n_outputs_, n_heads=self.n_heads_, mlp_ratio=self.mlp_ratio)}
 
-        def make_batches(epoch):
-            perm = torch.randperm(n_train, device=device, generator=gen)
-            for s in range(steps):
-                b = perm[s * bs : (s + 1) * bs]
-                yield Xt[b], yt[b]
+    def _make_sampler(self, X, y, device, seed, batch_size):
+        zs = ((self._forward_target(y) - self.y_mean_) / self.y_scale_).astype(np.float32)
+        return RowSampler([X, zs], device, seed, batch_size)
 
-        def loss_fn(batch):
-            xb, yb = batch
-            pred = module(xb).float()
-            return torch.mean((pred - yb) ** 2), {}
+    def _loss(self, modules, batch, ctx):
+        xb, yb = batch
+        return torch.mean((modules["module_"](xb).float() - yb) ** 2), {}
 
-        module.train()
-        self.history_ = train(
-            module.parameters(),
-            loss_fn,
-            make_batches,
-            max_epochs=self.max_epochs,
-            steps_per_epoch=steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-            warmup_epochs=min(self.warmup_epochs, self.max_epochs // 10),
-            device=device,
-            verbose=self.verbose,
-            desc="AttentiveProbeRegressor",
-        )
-        module.eval()
-        self.module_ = module
-        return self
+    def _train_options(self):
+        return {"schedule": "cosine", "warmup_epochs": min(self.warmup_epochs, self.max_epochs // 10)}
 
     def _predict_standardized(self, X):
         check_is_fitted(self)
@@ -330,7 +315,8 @@ class AttentiveProbeRegressor(TorchEstimatorMixin, RegressorMixin, BaseEstimator
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
+        tags.input_tags.two_d_array = True
+        tags.target_tags.required = True
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags

@@ -7,26 +7,23 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    WindowSampler,
+    TorchEstimatorBase,
     autocast,
     channel_stats,
-    check_finite_batch,
     check_trajectories,
-    is_lazy,
     iter_batches,
     normalized_batch,
-    resolve_device,
     torch_generator,
     torch_seed,
 )
-from ._training import train
+from ._sampling import NOISE, WindowSampler
+from ._training import step_seed
 from .nn.vit import VideoMAE
 
 __all__ = ["VideoMAEEmbedder"]
@@ -34,7 +31,7 @@ __all__ = ["VideoMAEEmbedder"]
 _WHO = "VideoMAEEmbedder"
 
 
-class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class VideoMAEEmbedder(TransformerMixin, TorchEstimatorBase):
     """Masked-autoencoder video transformer (VideoMAE) for spatiotemporal physical fields.
 
     A ViT with tubelet patch embedding (``tubelet_size x patch_size x patch_size``) and fixed 3-D
@@ -93,6 +90,12 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         given device.
     verbose : int, default=0
         0 silent, 1 progress bar, 2 one line per epoch.
+    checkpoint_dir : str or path-like, default=None
+        Write the full training state there after every epoch (atomically) and resume from it
+        when ``fit`` is called again with the same parameters and data (see
+        :class:`skphys.JEPAEmbedder` and docs/scaling.md).
+    callbacks : list of skorch callbacks, default=None
+        skorch callbacks, called with the estimator as ``net``.
 
     Attributes
     ----------
@@ -102,14 +105,16 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         Field normalization statistics (zeros and ones when ``normalize=False``).
     n_channels_ : int
         Number of physical channels seen in ``fit``.
+    n_spatial_dims_ : int
+        1 or 2.
     spatial_shape_ : tuple of int
         Spatial size seen in ``fit``; ``transform`` requires the same.
     token_grid_ : tuple of int
         Token grid ``(n_frames / tubelet, H / patch, W / patch)`` (``H`` is 1 for 1-D systems).
     n_tokens_ : int
         Tokens per window, the product of ``token_grid_``.
-    history_ : list of dict
-        One record per epoch (``loss``, ``lr``, ``epoch``).
+    history_ : skorch.history.History
+        One record per epoch (``loss``, ``lr``, ``epoch``, ``dur``).
 
     See Also
     --------
@@ -170,6 +175,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
+        callbacks=None,
     ):
         self.n_frames = n_frames
         self.patch_size = patch_size
@@ -192,6 +199,8 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ validation helpers
     def _check_sizes(self, shape):
@@ -237,75 +246,65 @@ class VideoMAEEmbedder(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         self : VideoMAEEmbedder
         """
+        return self._fit_engine(X, y)
+
+    # ------------------------------------------------------------------ engine hooks
+    def _check_fit_input(self, X, y):
         X = check_trajectories(
             X, spatial_dims=(1, 2), min_frames=self.n_frames, min_space=self.patch_size, estimator=_WHO
         )
-        space = self._check_sizes(X.shape)
-        device = resolve_device(self.device)
-        rng = np.random.RandomState(torch_seed(self.random_state))
-        init_seed = int(rng.randint(0, 2**31 - 1))
-        mask_seed = int(rng.randint(0, 2**31 - 1))
-        n, n_ch = X.shape[0], X.shape[-1]
+        self._check_sizes(X.shape)
+        return X, y
 
+    def _setup(self, X, y):
+        space = self._check_sizes(X.shape)
+        n_ch = X.shape[-1]
         if self.normalize:
             self.mean_, self.scale_ = channel_stats(X, max(1, self.batch_size), estimator=_WHO)
         else:
             self.mean_, self.scale_ = np.zeros(n_ch), np.ones(n_ch)
         self.n_channels_ = int(n_ch)
+        self.n_spatial_dims_ = len(space)
         self.spatial_shape_ = space
         p = self.patch_size
         grid_space = (1, space[0] // p) if len(space) == 1 else (space[0] // p, space[1] // p)
         self.token_grid_ = (self.n_frames // self.tubelet_size, *grid_space)
         self.n_tokens_ = int(math.prod(self.token_grid_))
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            module = VideoMAE(
-                n_ch,
-                patch_size=self.patch_size,
-                tubelet_size=self.tubelet_size,
-                embed_dim=self.embed_dim,
-                depth=self.depth,
-                n_heads=self.n_heads,
-                decoder_dim=self.decoder_embed_dim,
-                decoder_depth=self.decoder_depth,
-                decoder_heads=self.decoder_n_heads,
-                mlp_ratio=self.mlp_ratio,
-                spatial_ndim=len(space),
-            )
-        module.to(device).train()
-        self.module_ = module
-        gen = torch_generator(mask_seed, device=device)
-        steps = math.ceil(n / self.batch_size)
-        n_frames = self.n_frames
-
-        sampler = WindowSampler(X, n_frames, self.mean_, self.scale_, device, int(rng.randint(0, 2**31 - 1)), _WHO)
-
-        def make_batches(epoch):
-            return sampler.epoch(self.batch_size)
-
-        def loss_fn(batch):
-            loss = module.loss(batch, mask_ratio=self.mask_ratio, generator=gen)
-            return loss, {}
-
-        self.history_ = train(
-            module.parameters(),
-            loss_fn,
-            make_batches,
-            max_epochs=self.max_epochs,
-            steps_per_epoch=steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            betas=(0.9, 0.95),
-            schedule="cosine",
-            warmup_epochs=self.warmup_epochs,
-            final_lr_ratio=0.01,
-            device=device,
-            verbose=self.verbose,
-            desc=_WHO,
+    def _build_modules(self):
+        module = VideoMAE(
+            self.n_channels_,
+            patch_size=self.patch_size,
+            tubelet_size=self.tubelet_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            n_heads=self.n_heads,
+            decoder_embed_dim=self.decoder_embed_dim,
+            decoder_depth=self.decoder_depth,
+            decoder_n_heads=self.decoder_n_heads,
+            mlp_ratio=self.mlp_ratio,
+            n_spatial_dims=self.n_spatial_dims_,
         )
-        module.eval()
-        return self
+        return {"module_": module}
+
+    def _make_sampler(self, X, y, device, seed, batch_size):
+        return WindowSampler(X, self.n_frames, self.mean_, self.scale_, device, seed, batch_size, _WHO)
+
+    def _batches(self, sampler, epoch, first_step, rows, ctx):
+        n_space = self.token_grid_[1] * self.token_grid_[2]
+        gen = torch.Generator()
+        for step, win in enumerate(sampler.batches(epoch, first_step, rows), start=first_step):
+            # tube masks drawn for the global batch, so that they do not depend on the ranks
+            gen.manual_seed(step_seed(sampler.plan.seed, NOISE, epoch, step))
+            noise = torch.rand(sampler.plan.batch_size, n_space, generator=gen)[rows]
+            yield win, noise.to(win.device)
+
+    def _loss(self, modules, batch, ctx):
+        win, noise = batch
+        return modules["module_"].loss(win, mask_ratio=self.mask_ratio, mask_noise=noise), {}
+
+    def _train_options(self):
+        return {"betas": (0.9, 0.95), "schedule": "cosine", "warmup_epochs": self.warmup_epochs, "final_lr_ratio": 0.01}
 
     def transform(self, X):
         """Encode the first ``n_frames`` frames of each trajectory (no masking).
@@ -335,20 +334,13 @@ or (n_samples, embed_dim) with ``pooling="mean"``
             )
         device = self._runtime_device()
         module = self._module_on("module_", device).eval()
-        width = module.embed_dim
-        shape = (X.shape[0], width) if self.pooling == "mean" else (X.shape[0], self.n_tokens_, width)
-        out = np.empty(shape, dtype=np.float32)
-        lazy = is_lazy(X)
-        with torch.inference_mode(), autocast(device):
-            for start, batch in iter_batches(X, self.batch_size):
-                if lazy:
-                    check_finite_batch(batch, f"{_WHO}: ")
-                x = self._windows_tensor(batch[:, : self.n_frames], device)
-                tok = module(x).float()
-                if self.pooling == "mean":
-                    tok = tok.mean(dim=1)
-                out[start : start + len(batch)] = tok.cpu().numpy()
-        return out
+
+        def embed(batch):
+            with autocast(device):
+                tok = module(self._windows_tensor(batch[:, : self.n_frames], device)).float()
+            return (tok.mean(dim=1) if self.pooling == "mean" else tok).cpu().numpy()
+
+        return self._map_batches(X, embed)
 
     def reconstruction_loss(self, X, random_state=0):
         """Mean masked-patch reconstruction MSE (per-patch normalized target) on ``X``.
@@ -374,7 +366,5 @@ or (n_samples, embed_dim) with ``pooling="mean"``
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

@@ -153,19 +153,25 @@ def test_channel_stats_streams_and_keeps_precision():
 
 
 def test_window_sampler_same_windows_in_memory_and_lazy():
-    from skphys._base import WindowSampler
+    from skphys._sampling import WindowSampler
 
     rng = np.random.default_rng(1)
     X = rng.standard_normal((9, 12, 5, 3)).astype(np.float32)
     mean, scale = X.reshape(-1, 3).mean(0), X.reshape(-1, 3).std(0)
     dev = torch.device("cpu")
-    a = list(WindowSampler(X, 4, mean, scale, dev, seed=3).epoch(4))
+    a = list(WindowSampler(X, 4, mean, scale, dev, seed=3, batch_size=4).batches(0))
     lazy = _Lazy(X)
-    b = list(WindowSampler(lazy, 4, mean, scale, dev, seed=3).epoch(4))
-    assert [w.shape for w in a] == [(4, 3, 4, 5), (4, 3, 4, 5), (1, 3, 4, 5)]
+    b = list(WindowSampler(lazy, 4, mean, scale, dev, seed=3, batch_size=4).batches(0))
+    # every batch is full: the last one is completed from the start of the epoch's order
+    assert [w.shape for w in a] == [(4, 3, 4, 5)] * 3
     for wa, wb in zip(a, b):
         torch.testing.assert_close(wa, wb)
-    assert lazy.rows_read == 9  # one read of each trajectory per epoch, nothing more
+    assert lazy.rows_read == 12  # one read per row of each batch, nothing more
+    # a rank reads only its rows of the global batch, and they are the global batch's rows
+    halves = [list(WindowSampler(lazy, 4, mean, scale, dev, seed=3, batch_size=4).batches(0, 1, rows))
+              for rows in (slice(0, 2), slice(2, 4))]
+    for k, (h0, h1) in enumerate(zip(*halves), start=1):
+        torch.testing.assert_close(torch.cat([h0, h1]), a[k])
     # every window is a normalized run of 4 consecutive frames of some trajectory
     w = a[0][0].movedim(0, -1).numpy() * scale + mean  # (4, 5, 3)
     hits = [(i, t) for i in range(9) for t in range(9) if np.allclose(X[i, t : t + 4], w, atol=1e-5)]

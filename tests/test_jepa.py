@@ -92,7 +92,7 @@ def test_fit_transform_2d_shapes_and_pooling():
 def test_fit_1d_system():
     X = _data(t=8, space=(16,))
     jepa = _tiny().fit(X)
-    assert jepa.spatial_dims_ == 1
+    assert jepa.n_spatial_dims_ == 1
     assert jepa.transform(X).shape == (4, 4, 8)
     with pytest.raises(ValueError, match="dimensions"):
         jepa.transform(_data())  # 2-D data for a 1-D model

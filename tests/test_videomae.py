@@ -133,7 +133,7 @@ def test_loss_uses_masked_tokens_only():
     check by comparing the loss with an explicit computation from reconstruct()."""
     torch.manual_seed(0)
     m = VideoMAE(2, patch_size=4, tubelet_size=2, embed_dim=12, depth=1, n_heads=2,
-                 decoder_dim=6, decoder_depth=1, decoder_heads=1)
+                 decoder_embed_dim=6, decoder_depth=1, decoder_n_heads=1)
     x = torch.randn(2, 2, 4, 8, 8)
     grid = (2, 2, 2)
     vis, msk = tube_mask(2, grid, 0.5, generator=torch.Generator().manual_seed(3))

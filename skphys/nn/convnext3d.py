@@ -11,7 +11,7 @@ Architecture of the reference (helenqu/physical-representation-learning), see
 - predictor ``Conv2d(D -> 2D, k=2, pad=1)`` -> one 2-D ConvNeXt block -> ``Conv2d(2D -> D, k=2)``.
 
 All tensors are channels-first 5-D ``(N, C, T, H, W)``. One-dimensional systems use ``W = 1`` and
-kernels of width 1 along W (``spatial_dims=1``). The depthwise convolutions use the exact fast
+kernels of width 1 along W (``n_spatial_dims=1``). The depthwise convolutions use the exact fast
 formulations of :mod:`skphys.nn.depthwise` (``dw_impl``).
 """
 
@@ -90,7 +90,7 @@ class ConvNeXtEncoder3d(nn.Module):
     n_frames : int
         Window length; a multiple of ``2 ** (len(widths) - 1)``. Decides where the depthwise
         kernels become 2-D (T == 1).
-    spatial_dims : {1, 2}
+    n_spatial_dims : {1, 2}
         1: ``W == 1`` and kernels of width 1 along W (space is H).
     kernel_size : int
         Depthwise kernel size (7).
@@ -99,24 +99,24 @@ class ConvNeXtEncoder3d(nn.Module):
     """
 
     def __init__(self, in_channels, widths=(16, 32, 64, 128, 128), depths=(3, 3, 3, 9, 3), n_frames=16,
-                 spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
+                 n_spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
         super().__init__()
         if len(widths) != len(depths) or len(widths) < 1:
             raise ValueError(f"widths and depths must be non-empty and of equal length, got {widths} and {depths}")
-        if spatial_dims not in (1, 2):
-            raise ValueError(f"spatial_dims must be 1 or 2, got {spatial_dims}")
+        if n_spatial_dims not in (1, 2):
+            raise ValueError(f"n_spatial_dims must be 1 or 2, got {n_spatial_dims}")
         n_stages = len(widths)
         check_input_size(n_frames, (), n_stages)
         self.n_frames = n_frames
         self.n_stages = n_stages
-        self.spatial_dims = spatial_dims
-        wk = 1 if spatial_dims == 1 else None
+        self.n_spatial_dims = n_spatial_dims
+        wk = 1 if n_spatial_dims == 1 else None
 
         def k3(t, s):  # kernel (t, s, s) or (t, s, 1) for 1-D
             return (t, s, wk or s)
 
         self.stem = nn.Conv3d(in_channels, widths[0], k3(1, 4))  # 'same' padding done in forward
-        self._stem_pad = (0, 0, 1, 2, 0, 0) if spatial_dims == 1 else (1, 2, 1, 2, 0, 0)  # as torch's 'same' for k=4
+        self._stem_pad = (0, 0, 1, 2, 0, 0) if n_spatial_dims == 1 else (1, 2, 1, 2, 0, 0)  # as torch's 'same' for k=4
         self.stem_norm = LayerNormCF(widths[0])
         self.downsample = nn.ModuleList()
         self.stages = nn.ModuleList()
@@ -132,13 +132,16 @@ class ConvNeXtEncoder3d(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x):
+        """``x`` (N, C, T, H, W), or (N, C, T, X) for a 1-D encoder -> (N, D, T', H', W')."""
+        if self.n_spatial_dims == 1 and x.ndim == 4:
+            x = x.unsqueeze(-1)
         if x.ndim != 5:
             raise ValueError(f"expected (N, C, T, H, W), got shape {tuple(x.shape)}")
         if x.shape[2] != self.n_frames:
             raise ValueError(f"the encoder was built for {self.n_frames} frames, got {x.shape[2]}")
-        if self.spatial_dims == 1 and x.shape[4] != 1:
+        if self.n_spatial_dims == 1 and x.shape[4] != 1:
             raise ValueError(f"a 1-D encoder needs W == 1, got shape {tuple(x.shape)}")
-        check_input_size(self.n_frames, x.shape[3:5] if self.spatial_dims == 2 else x.shape[3:4], self.n_stages)
+        check_input_size(self.n_frames, x.shape[3:5] if self.n_spatial_dims == 2 else x.shape[3:4], self.n_stages)
         x = self.stem_norm(self.stem(F.pad(x, self._stem_pad)))
         for i, stage in enumerate(self.stages):
             if i > 0:
@@ -151,12 +154,12 @@ class JEPAPredictor(nn.Module):
     """``Conv2d(D -> hidden, k=2, pad=1)`` -> ConvNeXt 2-D block -> ``Conv2d(hidden -> D, k=2)``,
     applied per output frame of a ``(N, D, T, H, W)`` embedding (the size is preserved)."""
 
-    def __init__(self, dim=128, hidden=256, spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
+    def __init__(self, dim=128, hidden=256, n_spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
         super().__init__()
-        kw = 1 if spatial_dims == 1 else 2
-        pw = 0 if spatial_dims == 1 else 1
+        kw = 1 if n_spatial_dims == 1 else 2
+        pw = 0 if n_spatial_dims == 1 else 1
         self.expand = nn.Conv3d(dim, hidden, (1, 2, kw), padding=(0, 1, pw))
-        self.block = ConvNeXtBlock(hidden, (1, kernel_size, 1 if spatial_dims == 1 else kernel_size), layer_scale, dw_impl)
+        self.block = ConvNeXtBlock(hidden, (1, kernel_size, 1 if n_spatial_dims == 1 else kernel_size), layer_scale, dw_impl)
         self.reduce = nn.Conv3d(hidden, dim, (1, 2, kw))
         self.apply(_init_weights)
 

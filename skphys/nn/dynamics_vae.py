@@ -340,32 +340,49 @@ class DynamicsVAEModule(nn.Module):
         rf = self.encoder.receptive_field
         return math.prod(min(rf, n) for n in out_shape) * (1.0 - dropout)
 
-    def encode(self, x, generator=None):
-        """``x`` (N, C, T, *space) -> ``(mu_z, logvar_z)`` (N, n_latents)."""
+    def dropout_shape(self, n, crop):
+        """Shape of the uniform numbers :meth:`encode` draws for position dropout on ``n``
+        encoder crops of size ``crop`` = ``(t, *space)``: one per encoder output position."""
+        rf = self.encoder.receptive_field
+        return (n, 1) + tuple(c - rf + 1 for c in crop)
+
+    def encode(self, x, generator=None, drop_noise=None):
+        """``x`` (N, C, T, *space) -> ``(mu_z, logvar_z)`` (N, n_latents).
+
+        In training, position dropout uses ``drop_noise`` (uniform numbers of
+        :meth:`dropout_shape`) when given, otherwise draws them from ``generator``."""
         mu, logvar = self.encoder(x)
         logvar = logvar.float()
         p = self.position_dropout if self.training else 0.0
         if p > 0:
             keep_shape = (logvar.shape[0], 1) + tuple(logvar.shape[2:])
-            drop = torch.rand(keep_shape, device=logvar.device, generator=generator) < p
+            if drop_noise is None:
+                drop_noise = torch.rand(keep_shape, device=logvar.device, generator=generator)
+            elif tuple(drop_noise.shape) != keep_shape:
+                raise ValueError(f"drop_noise must have shape {keep_shape}, got {tuple(drop_noise.shape)}")
+            drop = drop_noise < p
             # never drop every position of a sample
             drop = drop & ~drop.flatten(1).all(dim=1).view(-1, *([1] * (drop.dim() - 1)))
             logvar = logvar.masked_fill(drop, float("inf"))
         return inverse_variance_weighting(mu, logvar, self.correction(mu.shape[2:], p))
 
     def forward(
-        self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None, noise_scale=1.0
+        self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None, noise_scale=1.0,
+        eps=None, drop_noise=None,
     ):
         """Encode ``x``, propagate the first frame of ``target`` and return
         ``(prediction, target_frames, mu_z, logvar_z)``; the prediction and the frames it is
         compared with are (N, C, n_steps, *space) (interior only with ``boundary="crop"``).
 
         With ``sample=True`` the decoder gets ``z = mu_z + noise_scale * sigma_z * eps``
-        (``noise_scale`` a float or a scalar tensor; 1 is the reparameterisation trick)."""
-        mu_z, logvar_z = self.encode(x, generator)
+        (``noise_scale`` a float or a scalar tensor; 1 is the reparameterisation trick). The
+        standard normal ``eps`` (N, n_latents) and the dropout numbers ``drop_noise`` are drawn
+        from ``generator`` unless given."""
+        mu_z, logvar_z = self.encode(x, generator, drop_noise)
         z = mu_z
         if sample:
-            eps = torch.randn(mu_z.shape, device=mu_z.device, generator=generator)
+            if eps is None:
+                eps = torch.randn(mu_z.shape, device=mu_z.device, generator=generator)
             z = mu_z + noise_scale * torch.exp(0.5 * logvar_z) * eps
         if n_steps is None:
             n_steps = target.shape[2] - 1
@@ -377,6 +394,24 @@ class DynamicsVAEModule(nn.Module):
             return pred, interior[:, :, 1 : n_steps + 1], mu_z, logvar_z
         pred = self.decoder(target[:, :, 0], z, n_steps, boundary, fill_value=fill_value)
         return pred, target[:, :, 1 : n_steps + 1], mu_z, logvar_z
+
+
+    def loss(self, x, target, n_steps, beta, ramp=1.0, boundary="crop", fill_value=0.0, eps=None, drop_noise=None):
+        """The PDE-VAE objective ``MSE + beta * ramp * KL`` on a batch of crop pairs.
+
+        The MSE is the mean over the predicted frames' elements and the KL the mean over samples
+        of its sum over latents; ``ramp`` (a float or scalar tensor in [0, 1]) scales both the KL
+        weight and the reparameterisation noise (KL annealing). Returns ``(loss, logs)`` with
+        ``mse``, ``kl`` and ``kl_weight``.
+        """
+        pred, frames, mu, logvar = self(
+            x, target, n_steps, boundary=boundary, fill_value=fill_value, noise_scale=ramp, eps=eps,
+            drop_noise=drop_noise,
+        )
+        mse = torch.mean((pred.float() - frames.float()) ** 2)
+        kl = kl_standard_normal(mu, logvar).mean()
+        weight = beta * ramp
+        return mse + weight * kl, {"mse": mse, "kl": kl, "kl_weight": weight}
 
 
 def kl_standard_normal(mu, logvar):

@@ -128,18 +128,22 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def tube_mask(n, grid, mask_ratio, generator=None, device=None):
+def tube_mask(n, grid, mask_ratio, generator=None, device=None, noise=None):
     """Random tube masks: one spatial mask per sample, repeated over the temporal token axis.
 
     Returns ``(visible_idx, masked_idx)``, long tensors of shape ``(n, T' * n_vis)`` and
     ``(n, T' * n_masked)`` indexing the flattened ``(t, h, w)`` token sequence, each sorted.
     ``n_masked = int(mask_ratio * H'W')``, capped so at least one spatial patch stays visible.
+    ``noise`` (``(n, H'W)`` uniform numbers) fixes the masks; otherwise it is drawn from ``generator``.
     """
     t, h, w = grid
     n_space = h * w
     n_masked = min(int(mask_ratio * n_space), n_space - 1)
     n_vis = n_space - n_masked
-    noise = torch.rand(n, n_space, generator=generator, device=device)
+    if noise is None:
+        noise = torch.rand(n, n_space, generator=generator, device=device)
+    elif tuple(noise.shape) != (n, n_space):
+        raise ValueError(f"noise must have shape {(n, n_space)}, got {tuple(noise.shape)}")
     order = noise.argsort(dim=1)
     offsets = (torch.arange(t, device=order.device) * n_space)[None, :, None]
     vis = order[:, :n_vis].sort(dim=1).values
@@ -184,7 +188,7 @@ class VideoMAE(nn.Module):
         Temporal patch size.
     embed_dim, depth, n_heads : int
         Encoder width, number of blocks, heads (ViT-S: 384, 12, 6).
-    decoder_dim, decoder_depth, decoder_heads : int
+    decoder_embed_dim, decoder_depth, decoder_n_heads : int
         Decoder width, blocks, heads (192, 4, 3).
     mlp_ratio : float
         Hidden width of the MLPs relative to the block width.
@@ -198,30 +202,30 @@ class VideoMAE(nn.Module):
         embed_dim=384,
         depth=12,
         n_heads=6,
-        decoder_dim=192,
+        decoder_embed_dim=192,
         decoder_depth=4,
-        decoder_heads=3,
+        decoder_n_heads=3,
         mlp_ratio=4.0,
-        spatial_ndim=2,
+        n_spatial_dims=2,
     ):
         super().__init__()
         ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        if spatial_ndim == 1:
+        if n_spatial_dims == 1:
             ph = 1
-        self.spatial_ndim = spatial_ndim
+        self.n_spatial_dims = n_spatial_dims
         self.patch_size = (int(tubelet_size), int(ph), int(pw))
         self.in_channels = in_channels
         self.embed_dim = embed_dim
         self.patch_embed = TubeletEmbed(in_channels, embed_dim, self.patch_size)
         self.blocks = nn.ModuleList(Block(embed_dim, n_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.decoder_embed = nn.Linear(embed_dim, decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_dim, decoder_heads, mlp_ratio) for _ in range(decoder_depth)
+            Block(decoder_embed_dim, decoder_n_heads, mlp_ratio) for _ in range(decoder_depth)
         )
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_dim, in_channels * math.prod(self.patch_size))
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, in_channels * math.prod(self.patch_size))
         self._pos_cache = {}
         self.apply(self._init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -292,11 +296,14 @@ class VideoMAE(nn.Module):
         pred = self.decoder_pred(self.decoder_norm(_gather(full, masked_idx)))
         return pred
 
-    def loss(self, x, mask_ratio=0.9, generator=None, normalize_target=True):
-        """Masked-patch reconstruction MSE on per-patch normalized targets (masked tokens only)."""
+    def loss(self, x, mask_ratio=0.9, generator=None, normalize_target=True, mask_noise=None):
+        """Masked-patch reconstruction MSE on per-patch normalized targets (masked tokens only).
+
+        The tube masks come from ``mask_noise`` (``(n, n_spatial_patches)`` uniform numbers) when
+        given, otherwise from ``generator``."""
         x = _as_5d(x)
         grid = self.patch_embed.grid(x.shape[2:])
-        vis, msk = tube_mask(x.shape[0], grid, mask_ratio, generator=generator, device=x.device)
+        vis, msk = tube_mask(x.shape[0], grid, mask_ratio, generator=generator, device=x.device, noise=mask_noise)
         pred = self.reconstruct(x, vis, msk)
         with torch.no_grad():
             target = _gather(patchify(x.float(), self.patch_size, normalize=normalize_target), msk)

@@ -1,0 +1,77 @@
+"""Run an estimator fit as one rank of a gloo group (torchrun's environment), for the tests.
+
+``python _distributed_worker.py RANK WORLD PORT CASE OUT``: fits the estimator of ``CASE`` (see
+``CASES``) and saves its parameters and history to ``OUT``.
+"""
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+
+
+def data(kind):
+    rng = np.random.default_rng(0)
+    if kind == "2d":
+        x = rng.normal(size=(12, 8, 8, 8, 2)).astype("float32")
+        return np.cumsum(x, axis=1) * 0.3  # correlated in time
+    t = np.linspace(0, 1, 40)[:, None]
+    xs = np.linspace(0, 2 * np.pi, 36, endpoint=False)[None, :]
+    speed = rng.uniform(0.5, 2.0, size=(8, 1, 1))
+    X = np.sin(xs[None] - 4 * speed * t[None]) + 0.05 * rng.normal(size=(8, 40, 36))
+    return X[..., None].astype("float32")
+
+
+def make(case):
+    import skphys
+
+    if case == "jepa":
+        est = skphys.JEPAEmbedder(n_frames=4, widths=(4, 8, 8), depths=(1, 1, 1), predictor_width=8, input_noise=0.1,
+                           max_epochs=3, batch_size=4, lr=1e-3, device="cpu", random_state=0)
+        return est, data("2d"), None
+    if case == "videomae":
+        est = skphys.VideoMAEEmbedder(n_frames=4, patch_size=4, embed_dim=12, depth=1, n_heads=2, decoder_embed_dim=6,
+                               decoder_depth=1, decoder_n_heads=1, max_epochs=3, batch_size=4, lr=1e-3,
+                               device="cpu", random_state=0)
+        return est, data("2d"), None
+    if case == "vae":
+        est = skphys.DynamicsVAE(encoder_crop=(17, 17), decoder_crop=16, rollout_steps=3, hidden_channels=4,
+                          encoder_dilations=(1, 1, 2, 4), max_epochs=3, batch_size=4, lr=1e-3, device="cpu",
+                          random_state=0)
+        return est, data("1d"), None
+    if case == "probe":
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(24, 3, 8)).astype("float32")
+        y = X.mean(axis=(1, 2))
+        return skphys.AttentiveProbeRegressor(mlp_ratio=1, n_heads=2, max_epochs=3, batch_size=8, device="cpu",
+                                       random_state=0), X, y
+    raise ValueError(case)
+
+
+def fitted_state(est):
+    out = {}
+    for name, value in vars(est).items():
+        if name.endswith("_") and isinstance(value, torch.nn.Module):
+            for k, v in value.state_dict().items():
+                out[f"{name}.{k}"] = v.detach().clone()
+    out["history_loss"] = torch.tensor([r["loss"] for r in est.history_])
+    return out
+
+
+if __name__ == "__main__":
+    rank, world, port, case, path = sys.argv[1:6]
+    os.environ.update(RANK=rank, WORLD_SIZE=world, LOCAL_RANK=rank, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    est, X, y = make(case)
+    if int(world) > 1:
+        est.set_params(batch_size=est.batch_size)  # the global batch
+    est.fit(X, y)
+    import torch.distributed as dist
+
+    assert not dist.is_initialized(), "fit must destroy the group it created"
+    import pickle
+
+    pickle.loads(pickle.dumps(est))  # pickles without a process group
+    torch.save(fitted_state(est), path)
