@@ -1,7 +1,7 @@
 """JEPA pretraining throughput: step time, samples/s and peak memory.
 
 One step = encoder on context and target windows + predictor + VICReg + AdamW, exactly the step
-``JEPAEmbedder.fit`` runs (``skphys._jepa.jepa_loss`` inside ``skphys._training.train``), on
+``JEPAEmbedder.fit`` runs (``skphys.nn.jepa.jepa_loss`` inside ``skphys._training.train``), on
 random inputs already on the device.
 
 GPU (paper configuration, batch 8, 4 channels, 16x224x224, paper architecture):
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _record import record  # noqa: E402
 
 from skphys._base import resolve_device  # noqa: E402
-from skphys._jepa import jepa_loss  # noqa: E402
+from skphys.nn.jepa import jepa_loss  # noqa: E402
 from skphys._training import train  # noqa: E402
 from skphys.nn.convnext3d import ConvNeXtEncoder3d, JEPAPredictor  # noqa: E402
 

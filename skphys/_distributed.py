@@ -4,12 +4,13 @@ skphys does not launch processes. A script that calls ``fit`` runs unchanged on 
 GPU, and under ``torchrun --nproc-per-node N`` (or ``--nnodes``): :func:`distributed_context`
 reads the environment torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
 ``MASTER_ADDR``/``MASTER_PORT``), reuses a process group the user already initialized, or
-initializes one itself (NCCL on CUDA, gloo on the CPU) and destroys it when ``fit`` ends. Only a
-group it created is destroyed.
+initializes one itself (NCCL on CUDA, gloo on the CPU), reuses it for every later ``fit`` of
+the script and destroys it at exit. Only a group it created is destroyed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from dataclasses import dataclass
@@ -88,18 +89,37 @@ def _env_world_size() -> int:
         raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from exc
 
 
+_CREATED = {"group": False, "side": None}
+
+
+def _destroy_own_group():
+    if _CREATED["group"] and dist.is_initialized():
+        dist.destroy_process_group()
+    _CREATED["group"], _CREATED["side"] = False, None
+
+
+def _side_group():
+    """One second group per default group (creating a group is a collective: every rank makes it
+    at its first distributed fit, in the same order)."""
+    if _CREATED["side"] is None or _CREATED["side"][0] is not dist.group.WORLD:
+        _CREATED["side"] = (dist.group.WORLD, dist.new_group(backend=dist.get_backend()))
+    return _CREATED["side"][1]
+
+
 @contextlib.contextmanager
 def distributed_context(device: torch.device):
     """Yield the :class:`DistributedContext` of this ``fit``.
 
-    - A process group the user initialized is used as it is (and left alone at the end).
+    - A process group the user initialized is used as it is and never destroyed by skphys.
     - Otherwise, when torchrun's environment names more than one process, a group is initialized
-      (``nccl`` for CUDA devices, ``gloo`` for the CPU) and destroyed on exit.
+      (``nccl`` for CUDA devices, ``gloo`` for the CPU). skphys destroys it when the interpreter
+      exits, not after each ``fit``: a script that fits several estimators under torchrun (a
+      ``Pipeline``: embedder, then probe) uses the same group for all of them, as re-creating a
+      group on torchrun's store after destroying one can hang.
     - Otherwise the context is one process on ``device``.
 
     On CUDA under several processes each process trains on ``cuda:LOCAL_RANK``.
     """
-    created = False
     if dist.is_available() and not dist.is_initialized() and _env_world_size() > 1:
         for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
@@ -111,23 +131,17 @@ def distributed_context(device: torch.device):
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend=backend)
-        created = True
-    try:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            if device.type == "cuda":
-                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
-            if dist.get_backend() == "nccl" and device.type != "cuda":
-                raise ValueError("the process group uses NCCL, which needs device='cuda'; use gloo for CPU training")
-            side = dist.new_group(backend=dist.get_backend())
-            try:
-                yield DistributedContext(dist.get_rank(), dist.get_world_size(), device, side)
-            finally:
-                dist.destroy_process_group(side)
-        else:
-            yield DistributedContext(0, 1, device)
-    finally:
-        if created:
-            dist.destroy_process_group()
+        if not _CREATED["group"]:
+            atexit.register(_destroy_own_group)
+        _CREATED["group"] = True
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+        if dist.get_backend() == "nccl" and device.type != "cuda":
+            raise ValueError("the process group uses NCCL, which needs device='cuda'; use gloo for CPU training")
+        yield DistributedContext(dist.get_rank(), dist.get_world_size(), device, _side_group())
+    else:
+        yield DistributedContext(0, 1, device)
 
 
 def all_gather_with_grad(x: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
