@@ -348,8 +348,6 @@ class TorchEstimatorBase(TorchEstimatorMixin, BaseEstimator):
         Fitted attributes computed after training (e.g. latent statistics).
     """
 
-    _param_groups_resume_free = _RESUME_FREE
-
     # ------------------------------------------------------------------ hooks with defaults
     def _check_fit_input(self, X, y):
         return check_trajectories(X, estimator=type(self).__name__), y
@@ -542,5 +540,4 @@ class TorchEstimatorBase(TorchEstimatorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True
-        tags.non_deterministic = False
         return tags

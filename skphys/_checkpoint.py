@@ -11,6 +11,7 @@ to be corrupt, the error names it and the one before it is still there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -39,17 +40,9 @@ def atomic_save(obj, path):
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def _checkpoints(directory):
@@ -78,11 +71,11 @@ def save_checkpoint(directory, state, epoch, step):
     path = directory / f"epoch-{epoch:06d}-step-{step:06d}.pt"
     atomic_save(state, path)
     for old in _checkpoints(directory)[:-_KEEP]:
-        with _suppress():
+        with contextlib.suppress(OSError):
             old.unlink()
     for tmp in directory.glob(".epoch-*.tmp"):
         if tmp.stat().st_mtime < path.stat().st_mtime - 60:
-            with _suppress():
+            with contextlib.suppress(OSError):
                 tmp.unlink()
     return path
 

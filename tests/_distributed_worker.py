@@ -63,7 +63,10 @@ def fitted_state(est):
 
 if __name__ == "__main__":
     rank, world, port, case, path = sys.argv[1:6]
-    os.environ.update(RANK=rank, WORLD_SIZE=world, LOCAL_RANK=rank, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    if rank == "torchrun":  # launched by torchrun: its environment says who we are
+        world, path = os.environ["WORLD_SIZE"], path.replace("RANK", os.environ["RANK"])
+    else:
+        os.environ.update(RANK=rank, WORLD_SIZE=world, LOCAL_RANK=rank, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     est, X, y = make(case)
     if int(world) > 1:
         est.set_params(batch_size=est.batch_size)  # the global batch

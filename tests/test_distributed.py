@@ -54,3 +54,19 @@ def test_two_ranks_equal_one_process(case, tmp_path):
             a, b = torch.cat([q, v]), torch.cat([q1, v1])
         # and it is the one-process model, to float tolerance
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{case}: 2 ranks vs 1 in {key}")
+
+
+def test_under_torchrun_both_ranks_return_the_same_model(tmp_path):
+    """The real launcher, ``torchrun --standalone --nproc-per-node 2`` on the CPU (gloo); the other
+    estimators run under the same environment in the tests above."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    for case in ("probe",):
+        out = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", WORKER,
+             "torchrun", "-", "-", case, str(tmp_path / f"{case}-RANK.pt")],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        r0, r1 = (torch.load(tmp_path / f"{case}-{r}.pt") for r in (0, 1))
+        for key in r0:
+            torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=f"{case}: ranks differ in {key}")
