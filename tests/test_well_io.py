@@ -17,7 +17,7 @@ from the_well.data.normalization import RMSNormalization, ZScoreNormalization
 from the_well.utils.dummy_data import write_dummy_data
 
 from skphys.datasets import LazyWindows, load_well, write_well
-from skphys.datasets import well as well_module
+from skphys.datasets import _well_write
 
 
 def _bunch_1d(n=4, T=12, nx=16, seed=0):
@@ -358,9 +358,17 @@ def test_lazy_windows_with_sklearn(lazy_setup):
 def test_lazy_windows_pickle(lazy_setup):
     b, path, X, y, X_eager = lazy_setup
     X2 = pickle.loads(pickle.dumps(X))
-    assert X2._dataset is None and X2.shape == X.shape
+    assert X2.open_files == [] and X2.shape == X.shape
     np.testing.assert_array_equal(X2[[0, 17]], X_eager[[0, 17]])
     assert len(pickle.dumps(X)) < 10_000  # stores the window table, not data
+
+
+def _count_h5_reads(monkeypatch):
+    """Record (dataset name, selection) of every h5py Dataset read."""
+    calls = []
+    original = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda self, key: calls.append((self.name, key)) or original(self, key))
+    return calls
 
 
 def test_lazy_windows_read_only_what_is_asked(tmp_path, monkeypatch):
@@ -368,15 +376,15 @@ def test_lazy_windows_read_only_what_is_asked(tmp_path, monkeypatch):
     path = write_well(b, tmp_path, "waves")
     data_bytes = b.data.nbytes
 
-    calls = []
-    original = WellDataset.__getitem__
-    monkeypatch.setattr(WellDataset, "__getitem__", lambda self, i: calls.append(i) or original(self, i))
-    tracemalloc.start()
     X = load_well(path, n_frames=8, lazy=True)
+    calls = _count_h5_reads(monkeypatch)
+    assert X.data.open_files == []  # nothing opened at construction
+    tracemalloc.start()
     window = X.data[37]
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(calls) == 1  # one window read, nothing at construction
+    # one read per field, of exactly the window's frames
+    assert sorted(calls) == [("/t0_fields/u", (9, slice(8, 16))), ("/t0_fields/v", (9, slice(8, 16)))]
     np.testing.assert_array_equal(window, b.data[9, 8:16])
     assert peak < data_bytes / 10, (peak, data_bytes)
 
@@ -403,7 +411,7 @@ def test_failure_after_files_keeps_old_files(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(well_module, "_field_stats", boom)
+    monkeypatch.setattr(_well_write, "_field_stats", boom)
     b2 = _bunch_1d(n=3, seed=3)
     with pytest.raises(RuntimeError, match="disk full"):
         write_well(b2, tmp_path, "waves", overwrite=True)
@@ -526,20 +534,22 @@ def test_lazy_windows_detects_changed_files(lazy_setup):
         X2[0]
 
 
-def test_lazy_batches_read_whole_trajectories_once(tmp_path, monkeypatch):
+def test_lazy_batches_merge_nearby_windows(tmp_path, monkeypatch):
     b = _bunch_1d(n=5, T=12, nx=8)
     path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
     eager = np.stack([b.data[i, s : s + 4] for i in range(5) for s in range(0, 9, 2)])  # stride 2
     X = load_well(path, n_frames=4, stride=2, lazy=True).data
-    calls = []
-    original = WellDataset.__getitem__
-    monkeypatch.setattr(WellDataset, "__getitem__", lambda self, i: calls.append(self.n_steps_input) or original(self, i))
+    calls = _count_h5_reads(monkeypatch)
     np.testing.assert_array_equal(X[:], eager)
-    assert calls == [12] * 5  # one read of each whole trajectory
+    frames = sorted((name, key[1]) for name, key in calls)
+    # one read of each whole trajectory and field: 5 trajectories x 2 fields
+    assert frames == sorted([("/t0_fields/u", slice(0, 12))] * 5 + [("/t0_fields/v", slice(0, 12))] * 5)
     calls.clear()
-    idx = [0, 1, 2, 7, 24]  # 3 windows of trajectory 0 (12 of its 12 frames): whole; others: per window
-    np.testing.assert_array_equal(X[idx], eager[idx])
-    assert sorted(calls) == [4, 4, 12]
+    # windows 0, 1, 2 of trajectory 0 (frames 0:8, one run), window 2 of trajectory 1 (file 0, sample 1),
+    # window 4 of trajectory 4 (file 2, sample 0)
+    idx = [24, 7, 0, 1, 2, 0]
+    np.testing.assert_array_equal(X.read(idx), eager[idx])
+    assert sorted(key for name, key in calls if name == "/t0_fields/u") == [(0, slice(0, 8)), (0, slice(8, 12)), (1, slice(4, 8))]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,443 @@
+"""Windows of a The Well dataset read on demand: :class:`LazyWindows` and :func:`shard_indices`.
+
+Reading is done with h5py directly (the_well's ``WellDataset`` defines what the format means and
+the tests check that both give the same windows). A batch of windows is read in sorted order,
+grouped by file and trajectory; the windows of one trajectory that overlap or lie close together
+are merged into one contiguous hyperslab of frames, read once per field and cut into windows.
+File handles stay open per process (a small LRU), are dropped after ``fork`` and are not pickled.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+__all__ = ["LazyWindows", "shard_indices"]
+
+_MAX_OPEN_FILES = 64  # per LazyWindows and process; older handles are closed
+_CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5 chunk cache per open file (only used by chunked files)
+
+
+@dataclass(frozen=True)
+class _FileLayout:
+    """What the reader needs of one file: its path, sizes and time-varying fields."""
+
+    path: str
+    n_trajectories: int
+    n_steps: int
+    fields: tuple  # of WellField, in The Well's channel order
+
+
+def _check_rank(rank, world_size):
+    for name, v in (("rank", rank), ("world_size", world_size)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    return int(rank), int(world_size)
+
+
+def shard_indices(X, rank, world_size):
+    """Rows of ``X`` that process ``rank`` of ``world_size`` should read.
+
+    The rows are split into ``world_size`` contiguous blocks whose sizes differ by at most one
+    (``len(X) // world_size`` or one more; the first ``len(X) % world_size`` ranks get one more).
+    For a :class:`LazyWindows` the rows are in file order, so a rank's block covers a contiguous
+    run of files, and a rank that reads only its rows (e.g. through
+    ``X.subset(shard_indices(X, rank, world_size))``) opens at most
+    ``ceil(n_files / world_size) + 1`` files. Works on any sized array-like (numpy arrays too).
+
+    Parameters
+    ----------
+    X : array-like or int
+        The data (its length is used) or the number of rows.
+    rank : int
+        This process' rank, ``0 <= rank < world_size``.
+    world_size : int
+        Number of processes.
+
+    Returns
+    -------
+    indices : ndarray of int64
+        Sorted row indices of this rank's shard. Together, the shards of all ranks partition
+        ``range(len(X))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skphys.datasets import shard_indices
+    >>> [shard_indices(10, r, 3).tolist() for r in range(3)]
+    [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    """
+    rank, world_size = _check_rank(rank, world_size)
+    if isinstance(X, numbers.Integral) and not isinstance(X, (bool, np.bool_)):
+        n = int(X)
+        if n < 0:
+            raise ValueError(f"the number of rows must be >= 0, got {n}")
+    else:
+        n = len(X)
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return np.arange(start, start + base + (rank < extra), dtype=np.int64)
+
+
+class LazyWindows:
+    """Windows of a The Well dataset, read on demand (an array-like for ``X``).
+
+    Behaves like a read-only float32 array of shape ``(n_windows, n_frames, *space, n_channels)``:
+    ``shape``, ``dtype``, ``ndim``, ``len``, and ``__getitem__`` with an int, a slice, an integer
+    array or list, or a boolean mask on the first axis (optionally followed by indices on the other
+    axes, e.g. ``X[idx, ...]``). Nothing is cached, so memory does not grow with the dataset.
+    ``np.asarray(X)`` reads every window (for small datasets only).
+
+    Reading is fast for random batches: :meth:`read` sorts the requested windows, groups them by
+    file and trajectory, reads each trajectory's frames as one contiguous h5py hyperslab per field
+    (windows that overlap or lie within ``n_frames`` of each other are merged) and returns them in
+    the requested order. HDF5 files stay open between reads (at most 64 per process, least
+    recently used closed first). Handles are never pickled and are reopened after ``fork``, so a
+    ``LazyWindows`` works in ``torch.utils.data.DataLoader`` workers (fork or spawn) and in
+    threads (reads are serialized).
+
+    Pickling stores the file list and the window table, a few kB; files are reopened on first
+    read. If a file changed since it was indexed (trajectory counts or shapes), reading raises a
+    ValueError; if it is gone, a FileNotFoundError.
+
+    For distributed training, :func:`shard_indices` gives each rank a contiguous block of rows
+    (in file order) and :meth:`subset` makes a ``LazyWindows`` of just those rows, which opens only
+    the files they live in. :meth:`file_of` and :attr:`open_files` tell which files that is.
+
+    Create it with ``load_well(..., lazy=True)``; do not call the constructor directly.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
+        Always float32.
+    ndim : int
+    field_names : list of str
+        Channel names, in channel order.
+    path : str
+        Dataset directory.
+    split : str
+    n_frames : int
+    files : tuple of str
+        The HDF5 files the windows come from, in order.
+    groups : ndarray of int64
+        Trajectory index (in file order) of each window.
+    open_files : list of str
+        Files this process holds open for this object now.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from sklearn.model_selection import train_test_split
+    >>> from sklearn.utils import Bunch
+    >>> from skphys.datasets import write_well, load_well
+    >>> rng = np.random.default_rng(0)
+    >>> bunch = Bunch(data=rng.normal(size=(6, 8, 16, 1)).astype(np.float32),
+    ...               target=rng.normal(size=(6, 1)), target_names=["a"], field_names=["u"],
+    ...               time=np.arange(8.0), coords=(np.arange(16.0),), dim_names=("x",),
+    ...               boundary_conditions={"x": "periodic"}, dt=1.0)
+    >>> path = write_well(bunch, tempfile.mkdtemp(), "noise", n_trajectories_per_file=3)
+    >>> X, y = load_well(path, n_frames=4, lazy=True, return_X_y=True)
+    >>> X.shape
+    (12, 4, 16, 1)
+    >>> batch = X.read([11, 0, 5])                 # one sorted read, returned in this order
+    >>> bool(np.array_equal(batch[0], bunch.data[5, 4:8]))
+    True
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+    >>> X_train.shape, X_test.shape
+    ((9, 4, 16, 1), (3, 4, 16, 1))
+    >>> from skphys.datasets import shard_indices
+    >>> rank1 = X.subset(shard_indices(X, rank=1, world_size=2))   # windows 6..11: the 2nd file
+    >>> rank1.shape, sorted(set(X.file_of(shard_indices(X, 1, 2)).tolist()))
+    ((6, 4, 16, 1), [1])
+    """
+
+    def __init__(self, path, split, n_frames, files, file_index, local_index, start, trajectory, channels, shape, field_names):
+        self.path = path
+        self.split = split
+        self.n_frames = int(n_frames)
+        self._files = tuple(files)  # of _FileLayout
+        self._file = np.asarray(file_index, dtype=np.int64)  # file of each window
+        self._local = np.asarray(local_index, dtype=np.int64)  # trajectory within its file
+        self._start = np.asarray(start, dtype=np.int64)  # first frame
+        self._trajectory = np.asarray(trajectory, dtype=np.int64)  # global trajectory id (groups)
+        self._shape = tuple(int(s) for s in shape)
+        self.field_names = list(field_names)
+        self._plan = self._make_plan(channels)
+        self._reset_handles()
+
+    def _make_plan(self, channels):
+        """Per field of the files: which of its components go to which output channels."""
+        fields = self._files[0].fields
+        n_all = sum(len(f.channels) for f in fields)
+        channels = np.arange(n_all) if channels is None else np.asarray(channels, dtype=np.int64)
+        plan, offset = [], 0
+        for pos, f in enumerate(fields):
+            k = len(f.channels)
+            out_ch = np.flatnonzero((channels >= offset) & (channels < offset + k))
+            if out_ch.size:
+                comp = channels[out_ch] - offset
+                contiguous = np.array_equal(comp, np.arange(k)) and np.array_equal(out_ch, np.arange(out_ch[0], out_ch[0] + k))
+                out = slice(int(out_ch[0]), int(out_ch[0]) + k) if contiguous else out_ch
+                plan.append((pos, k, None if contiguous else comp, out))
+            offset += k
+        return plan
+
+    # process-local reader state -----------------------------------------------------------------
+    def _reset_handles(self):
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._handles = OrderedDict()  # file index -> (h5py.File, [h5py.Dataset per field])
+
+    def _check_process(self):
+        if self._pid != os.getpid():  # forked: inherited HDF5 handles must not be used here
+            self._reset_handles()
+
+    def _handle(self, fi):
+        h = self._handles.get(fi)
+        if h is not None:
+            self._handles.move_to_end(fi)
+            return h
+        layout = self._files[fi]
+        if not os.path.isfile(layout.path):
+            raise FileNotFoundError(f"LazyWindows: {layout.path} no longer exists")
+        try:
+            fh = h5py.File(layout.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+        except OSError as exc:
+            raise ValueError(f"LazyWindows: cannot open {layout.path} (corrupt or truncated?): {exc}") from exc
+        try:
+            dsets = [fh[f.path] for f in layout.fields]
+            changed = int(fh.attrs["n_trajectories"]) != layout.n_trajectories or any(
+                tuple(d.shape) != f.shape for d, f in zip(dsets, layout.fields)
+            )
+        except (KeyError, OSError) as exc:
+            fh.close()
+            raise ValueError(f"LazyWindows: the file {layout.path} changed since it was indexed: {exc!r}") from exc
+        if changed:
+            fh.close()
+            raise ValueError(f"LazyWindows: the file {layout.path} changed since it was indexed (trajectory count or shapes)")
+        self._handles[fi] = h = (fh, dsets)
+        while len(self._handles) > _MAX_OPEN_FILES:
+            _, (old, _) = self._handles.popitem(last=False)
+            old.close()
+        return h
+
+    @property
+    def open_files(self):
+        if self._pid != os.getpid():
+            return []
+        return [self._files[fi].path for fi in self._handles]
+
+    def close(self):
+        """Close the HDF5 files this process holds open (they reopen on the next read)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                for fh, _ in self._handles.values():
+                    fh.close()
+            self._reset_handles()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # array-like protocol ------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self):
+        return len(self._shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self._shape))
+
+    @property
+    def nbytes(self):
+        return self.size * 4
+
+    @property
+    def files(self):
+        return tuple(f.path for f in self._files)
+
+    @property
+    def groups(self):
+        return self._trajectory.copy()
+
+    def __len__(self):
+        return self._shape[0]
+
+    def __repr__(self):
+        return f"LazyWindows(path={self.path!r}, split={self.split!r}, shape={self._shape})"
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("LazyWindows reads from disk; a copy cannot be avoided")
+        out = self._read(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _indices(self, key):
+        """First-axis key -> int64 array of window indices in [0, n)."""
+        n = len(self)
+        if isinstance(key, slice):
+            return np.arange(n)[key]
+        k = np.asarray(key)
+        if k.dtype == bool:
+            if k.shape != (n,):
+                raise IndexError(f"boolean index of shape {k.shape} does not match {n} windows")
+            return np.flatnonzero(k)
+        if np.issubdtype(k.dtype, np.integer) or (k.size == 0 and k.dtype == np.float64):
+            k = k.astype(np.int64)
+            if k.ndim != 1:
+                raise IndexError(f"integer index arrays must be 1-D, got shape {k.shape}")
+            if k.size and (k.min() < -n or k.max() >= n):
+                raise IndexError(f"index out of bounds for LazyWindows with {n} windows")
+            return k % n if n else k
+        raise TypeError(f"LazyWindows indices must be ints, slices, integer arrays or boolean masks, got {key!r}")
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            if not key:
+                key = slice(None)
+            else:
+                key, rest = key[0], tuple(key[1:])
+        if key is Ellipsis:
+            return self._read(np.arange(len(self)))[(Ellipsis, *rest)]
+        if key is None:
+            raise TypeError("LazyWindows does not support np.newaxis on the first axis")
+        n = len(self)
+        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            i = int(key)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for LazyWindows with {n} windows")
+            out = self._read(np.array([i % n]))[0]
+            return out[rest] if rest else out
+        out = self._read(self._indices(key))
+        return out[(slice(None), *rest)] if rest else out
+
+    # batches, views, files ----------------------------------------------------------------------
+    def read(self, indices):
+        """Read the windows ``indices`` as one float32 array, in the order given.
+
+        The windows are read in sorted order, grouped by file and trajectory, with one h5py read
+        per field for each run of nearby windows of a trajectory; duplicates are read once per
+        run. Equivalent to ``X[indices]`` for an integer array.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Window indices (negative ones count from the end), any order, repeats allowed.
+
+        Returns
+        -------
+        windows : ndarray of float32, shape ``(len(indices), n_frames, *space, n_channels)``
+        """
+        k = np.asarray(indices)
+        if k.ndim != 1 or not (np.issubdtype(k.dtype, np.integer) or k.size == 0):
+            raise TypeError(f"LazyWindows.read expects a 1-D array of integer indices, got {indices!r}")
+        return self._read(self._indices(k.astype(np.int64)))
+
+    def file_of(self, indices=None):
+        """Index into :attr:`files` of the file each window ``indices`` (default: all) lives in."""
+        idx = np.arange(len(self)) if indices is None else self._indices(np.asarray(indices))
+        return self._file[idx].copy()
+
+    def subset(self, indices):
+        """A ``LazyWindows`` of the windows ``indices`` (in that order), without reading anything.
+
+        It shares nothing process-local with ``self``: it opens only the files its windows live
+        in, when it first reads them. Use it with :func:`shard_indices` to give each rank of a
+        distributed job its own shard.
+        """
+        idx = self._indices(indices)
+        view = object.__new__(LazyWindows)
+        view.__dict__.update(self.__getstate__())
+        view._file, view._local, view._start, view._trajectory = (
+            a[idx] for a in (self._file, self._local, self._start, self._trajectory)
+        )
+        view._shape = (len(idx), *self._shape[1:])
+        view._reset_handles()
+        return view
+
+    # reading ------------------------------------------------------------------------------------
+    def _read(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
+        if len(idx) == 0:
+            return out
+        order = np.argsort(idx, kind="stable")
+        f, t, s = self._file[idx[order]], self._local[idx[order]], self._start[idx[order]]
+        # windows are stored in (file, trajectory, start) order, so sorting groups them
+        cut = np.flatnonzero((np.diff(f) != 0) | (np.diff(t) != 0)) + 1
+        bounds = np.concatenate([[0], cut, [len(idx)]])
+        nf = self.n_frames
+        self._check_process()  # before taking the lock: a fork may have copied it held
+        with self._lock:
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                fi, ti = int(f[a]), int(t[a])
+                fh, dsets = self._handle(fi)
+                layout = self._files[fi]
+                gap = max([nf] + [layout.fields[p].chunk_frames for p, *_ in self._plan])
+                starts, pos = s[a:b], order[a:b]
+                r0, r1, first = int(starts[0]), int(starts[0]) + nf, 0
+                for j in range(1, b - a + 1):
+                    if j < b - a and starts[j] <= r1 + gap:
+                        r1 = max(r1, int(starts[j]) + nf)
+                        continue
+                    self._read_run(out, layout, dsets, ti, r0, r1, starts[first:j], pos[first:j])
+                    if j < b - a:
+                        r0, r1, first = int(starts[j]), int(starts[j]) + nf, j
+        return out
+
+    def _read_run(self, out, layout, dsets, ti, r0, r1, starts, pos):
+        """Frames ``r0:r1`` of trajectory ``ti``, one read per field, cut into the windows."""
+        nf = self.n_frames
+        space = self._shape[2:-1]
+        for p, k, comp, dest in self._plan:
+            field = layout.fields[p]
+            try:
+                block = dsets[p][ti, r0:r1] if field.sample_varying else dsets[p][r0:r1]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ValueError(
+                    f"LazyWindows: could not read {field.path} trajectory {ti} frames {r0}:{r1} from {layout.path}: {exc!r}"
+                ) from exc
+            block = block.reshape(r1 - r0, *space, k)
+            if comp is not None:
+                block = block[..., comp]
+            for st, j in zip(starts, pos):
+                o = int(st) - r0
+                out[j][..., dest] = block[o : o + nf]  # out[j] is a view
+
+    # pickling -----------------------------------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for k in ("_handles", "_lock", "_pid"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset_handles()
