@@ -363,11 +363,18 @@ def test_lazy_windows_pickle(lazy_setup):
     assert len(pickle.dumps(X)) < 10_000  # stores the window table, not data
 
 
-def _count_h5_reads(monkeypatch):
-    """Record (dataset name, selection) of every h5py Dataset read."""
+def _count_reads(monkeypatch):
+    """Record (field path, trajectory in file, first frame, end frame) of every field read."""
+    from skphys.datasets import _well_lazy
+
     calls = []
-    original = h5py.Dataset.__getitem__
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda self, key: calls.append((self.name, key)) or original(self, key))
+    original = _well_lazy._OpenFile.read
+
+    def spy(self, p, ti, r0, r1, dest):
+        calls.append((self.layout.fields[p].path, ti, r0, r1))
+        return original(self, p, ti, r0, r1, dest)
+
+    monkeypatch.setattr(_well_lazy._OpenFile, "read", spy)
     return calls
 
 
@@ -377,14 +384,14 @@ def test_lazy_windows_read_only_what_is_asked(tmp_path, monkeypatch):
     data_bytes = b.data.nbytes
 
     X = load_well(path, n_frames=8, lazy=True)
-    calls = _count_h5_reads(monkeypatch)
+    calls = _count_reads(monkeypatch)
     assert X.data.open_files == []  # nothing opened at construction
     tracemalloc.start()
     window = X.data[37]
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     # one read per field, of exactly the window's frames
-    assert sorted(calls) == [("/t0_fields/u", (9, slice(8, 16))), ("/t0_fields/v", (9, slice(8, 16)))]
+    assert sorted(calls) == [("t0_fields/u", 9, 8, 16), ("t0_fields/v", 9, 8, 16)]
     np.testing.assert_array_equal(window, b.data[9, 8:16])
     assert peak < data_bytes / 10, (peak, data_bytes)
 
@@ -539,17 +546,16 @@ def test_lazy_batches_merge_nearby_windows(tmp_path, monkeypatch):
     path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
     eager = np.stack([b.data[i, s : s + 4] for i in range(5) for s in range(0, 9, 2)])  # stride 2
     X = load_well(path, n_frames=4, stride=2, lazy=True).data
-    calls = _count_h5_reads(monkeypatch)
+    calls = _count_reads(monkeypatch)
     np.testing.assert_array_equal(X[:], eager)
-    frames = sorted((name, key[1]) for name, key in calls)
     # one read of each whole trajectory and field: 5 trajectories x 2 fields
-    assert frames == sorted([("/t0_fields/u", slice(0, 12))] * 5 + [("/t0_fields/v", slice(0, 12))] * 5)
+    assert sorted(calls) == sorted((name, i, 0, 12) for name in ("t0_fields/u", "t0_fields/v") for i in (0, 1, 0, 1, 0))
     calls.clear()
     # windows 0, 1, 2 of trajectory 0 (frames 0:8, one run), window 2 of trajectory 1 (file 0, sample 1),
     # window 4 of trajectory 4 (file 2, sample 0)
     idx = [24, 7, 0, 1, 2, 0]
     np.testing.assert_array_equal(X.read(idx), eager[idx])
-    assert sorted(key for name, key in calls if name == "/t0_fields/u") == [(0, slice(0, 8)), (0, slice(8, 12)), (1, slice(4, 8))]
+    assert sorted(c[1:] for c in calls if c[0] == "t0_fields/u") == [(0, 0, 8), (0, 8, 12), (1, 4, 8)]
 
 
 # --------------------------------------------------------------------------------------------------

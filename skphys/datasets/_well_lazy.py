@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
+from h5py import h5s, h5t
 
 __all__ = ["LazyWindows", "shard_indices"]
 
 _MAX_OPEN_FILES = 64  # per LazyWindows and process; older handles are closed
 _CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5 chunk cache per open file (only used by chunked files)
+_FLOAT32 = h5t.py_create(np.dtype("<f4"))
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,104 @@ def shard_indices(X, rank, world_size):
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return np.arange(start, start + base + (rank < extra), dtype=np.int64)
+
+
+class _OpenFile:
+    """One file opened for reading: its h5py handle and, for fields stored contiguously (HDF5's
+    default layout, no filters), a plain file descriptor and each field's byte offset.
+
+    Contiguous fields are read with one ``os.preadv`` per hyperslab straight into the destination
+    buffer: their bytes are the row-major array at ``Dataset.id.get_offset()``. Chunked (or
+    compressed) fields go through HDF5 (one low-level hyperslab read on a cached dataspace; the
+    chunk cache holds the chunks a batch touches). Both paths give the bytes h5py gives.
+    """
+
+    def __init__(self, layout):
+        self.layout = layout
+        if not os.path.isfile(layout.path):
+            raise FileNotFoundError(f"LazyWindows: {layout.path} no longer exists")
+        try:
+            self.fh = h5py.File(layout.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+        except OSError as exc:
+            raise ValueError(f"LazyWindows: cannot open {layout.path} (corrupt or truncated?): {exc}") from exc
+        self.fd = None
+        try:
+            self.dsets = [self.fh[f.path] for f in layout.fields]
+            changed = int(self.fh.attrs["n_trajectories"]) != layout.n_trajectories or any(
+                tuple(d.shape) != f.shape for d, f in zip(self.dsets, layout.fields)
+            )
+            if changed:
+                raise ValueError("trajectory count or shapes differ")
+            self.raw = [self._raw_layout(d, f) for d, f in zip(self.dsets, layout.fields)]
+            if any(r is not None for r in self.raw):
+                self.fd = os.open(layout.path, os.O_RDONLY)
+        except (KeyError, OSError, ValueError) as exc:
+            self.close()
+            raise ValueError(f"LazyWindows: the file {layout.path} changed since it was indexed: {exc}") from exc
+        self.fspaces = [None] * len(self.dsets)
+        self.mspaces = {}
+
+    @staticmethod
+    def _raw_layout(dset, field):
+        """For a contiguous, allocated float field: (byte offset, stored dtype, bytes per frame,
+        bytes per trajectory, stored as float32); else None."""
+        if dset.chunks is not None or dset.compression is not None or dset.dtype.kind != "f" or dset.external:
+            return None
+        offset = dset.id.get_offset()
+        if offset is None:
+            return None
+        lead = 2 if field.sample_varying else 1
+        frame = int(np.prod(field.shape[lead:], dtype=np.int64)) * dset.dtype.itemsize
+        per_traj = frame * field.shape[1] if field.sample_varying else 0
+        return int(offset), dset.dtype, frame, per_traj, dset.dtype == np.dtype("=f4")
+
+    def read(self, p, ti, r0, r1, dest):
+        """Frames ``r0:r1`` of trajectory ``ti`` of field ``p`` into the C-contiguous float32
+        array ``dest`` (any shape of the right size)."""
+        raw = self.raw[p]
+        try:
+            if raw is not None:
+                offset, dtype, frame, per_traj, native = raw
+                buf = dest if native else np.empty(dest.shape, dtype=dtype)
+                got = os.preadv(self.fd, [memoryview(buf).cast("B")], offset + ti * per_traj + r0 * frame)
+                if got != buf.nbytes:
+                    raise OSError(f"short read: {got} of {buf.nbytes} bytes (truncated file?)")
+                if not native:
+                    dest[...] = buf
+                return
+            field = self.layout.fields[p]
+            shape = field.shape
+            lead = (ti, r0) if field.sample_varying else (r0,)
+            start = lead + (0,) * (len(shape) - len(lead))
+            count = ((1,) if field.sample_varying else ()) + (r1 - r0,) + shape[len(lead) :]
+            fspace = self.fspaces[p]
+            if fspace is None:
+                fspace = self.fspaces[p] = self.dsets[p].id.get_space()
+            fspace.select_hyperslab(start, count)
+            mspace = self.mspaces.get(count)
+            if mspace is None:
+                mspace = self.mspaces[count] = h5s.create_simple(count)
+            self.dsets[p].id.read(mspace, fspace, dest.reshape(count), mtype=_FLOAT32)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            field = self.layout.fields[p]
+            raise ValueError(
+                f"LazyWindows: could not read {field.path} trajectory {ti} frames {r0}:{r1} from {self.layout.path}: {exc!r}"
+            ) from exc
+
+    def close_descriptor(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+    def close(self):
+        self.close_descriptor()
+        self.fspaces, self.mspaces = [], {}
+        fh = getattr(self, "fh", None)
+        if fh is not None:
+            fh.close()
 
 
 class LazyWindows:
@@ -175,6 +275,11 @@ class LazyWindows:
         self._shape = tuple(int(s) for s in shape)
         self.field_names = list(field_names)
         self._plan = self._make_plan(channels)
+        self._key = np.arange(len(self._file), dtype=np.int64)  # rank in (file, trajectory, start) order
+        # frames between windows below which one read covers both: reading a chunk reads all of it
+        self._gap = np.array(
+            [max([self.n_frames] + [lay.fields[p].chunk_frames for p, *_ in self._plan]) for lay in self._files], dtype=np.int64
+        )
         self._reset_handles()
 
     def _make_plan(self, channels):
@@ -192,45 +297,32 @@ class LazyWindows:
                 out = slice(int(out_ch[0]), int(out_ch[0]) + k) if contiguous else out_ch
                 plan.append((pos, k, None if contiguous else comp, out))
             offset += k
+        # one field giving every output channel in its own order: a lone window is read straight
+        # into the batch array
+        self._direct = len(plan) == 1 and plan[0][2] is None and plan[0][1] == len(channels)
         return plan
 
     # process-local reader state -----------------------------------------------------------------
-    def _reset_handles(self):
+    def _reset_handles(self, close_inherited=False):
+        if close_inherited:  # after fork: the descriptors are this process' copies; HDF5 state is not ours
+            for h in getattr(self, "_handles", {}).values():
+                h.close_descriptor()
         self._pid = os.getpid()
         self._lock = threading.RLock()
-        self._handles = OrderedDict()  # file index -> (h5py.File, [h5py.Dataset per field])
+        self._handles = OrderedDict()  # file index -> _OpenFile
 
     def _check_process(self):
-        if self._pid != os.getpid():  # forked: inherited HDF5 handles must not be used here
-            self._reset_handles()
+        if self._pid != os.getpid():  # forked: inherited handles must not be used here
+            self._reset_handles(close_inherited=True)
 
     def _handle(self, fi):
         h = self._handles.get(fi)
         if h is not None:
             self._handles.move_to_end(fi)
             return h
-        layout = self._files[fi]
-        if not os.path.isfile(layout.path):
-            raise FileNotFoundError(f"LazyWindows: {layout.path} no longer exists")
-        try:
-            fh = h5py.File(layout.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
-        except OSError as exc:
-            raise ValueError(f"LazyWindows: cannot open {layout.path} (corrupt or truncated?): {exc}") from exc
-        try:
-            dsets = [fh[f.path] for f in layout.fields]
-            changed = int(fh.attrs["n_trajectories"]) != layout.n_trajectories or any(
-                tuple(d.shape) != f.shape for d, f in zip(dsets, layout.fields)
-            )
-        except (KeyError, OSError) as exc:
-            fh.close()
-            raise ValueError(f"LazyWindows: the file {layout.path} changed since it was indexed: {exc!r}") from exc
-        if changed:
-            fh.close()
-            raise ValueError(f"LazyWindows: the file {layout.path} changed since it was indexed (trajectory count or shapes)")
-        self._handles[fi] = h = (fh, dsets)
+        self._handles[fi] = h = _OpenFile(self._files[fi])
         while len(self._handles) > _MAX_OPEN_FILES:
-            _, (old, _) = self._handles.popitem(last=False)
-            old.close()
+            self._handles.popitem(last=False)[1].close()
         return h
 
     @property
@@ -241,10 +333,10 @@ class LazyWindows:
 
     def close(self):
         """Close the HDF5 files this process holds open (they reopen on the next read)."""
+        self._check_process()
         with self._lock:
-            if self._pid == os.getpid():
-                for fh, _ in self._handles.values():
-                    fh.close()
+            for h in self._handles.values():
+                h.close()
             self._reset_handles()
 
     def __enter__(self):
@@ -375,8 +467,8 @@ class LazyWindows:
         idx = self._indices(indices)
         view = object.__new__(LazyWindows)
         view.__dict__.update(self.__getstate__())
-        view._file, view._local, view._start, view._trajectory = (
-            a[idx] for a in (self._file, self._local, self._start, self._trajectory)
+        view._file, view._local, view._start, view._trajectory, view._key = (
+            a[idx] for a in (self._file, self._local, self._start, self._trajectory, self._key)
         )
         view._shape = (len(idx), *self._shape[1:])
         view._reset_handles()
@@ -388,43 +480,36 @@ class LazyWindows:
         out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
         if len(idx) == 0:
             return out
-        order = np.argsort(idx, kind="stable")
+        # sort by (file, trajectory, start): windows of a trajectory become neighbours
+        order = np.argsort(self._key[idx], kind="stable")
         f, t, s = self._file[idx[order]], self._local[idx[order]], self._start[idx[order]]
-        # windows are stored in (file, trajectory, start) order, so sorting groups them
-        cut = np.flatnonzero((np.diff(f) != 0) | (np.diff(t) != 0)) + 1
-        bounds = np.concatenate([[0], cut, [len(idx)]])
         nf = self.n_frames
+        # a new run of frames starts at a new file or trajectory, or after a gap of more than
+        # max(n_frames, chunk length) frames; within a run every frame is read once
+        new = np.ones(len(idx), dtype=bool)
+        new[1:] = (f[1:] != f[:-1]) | (t[1:] != t[:-1]) | (s[1:] > s[:-1] + nf + self._gap[f[1:]])
+        runs = np.flatnonzero(new).tolist() + [len(idx)]
+        f, t, s = f.tolist(), t.tolist(), s.tolist()
         self._check_process()  # before taking the lock: a fork may have copied it held
         with self._lock:
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                fi, ti = int(f[a]), int(t[a])
-                fh, dsets = self._handle(fi)
-                layout = self._files[fi]
-                gap = max([nf] + [layout.fields[p].chunk_frames for p, *_ in self._plan])
-                starts, pos = s[a:b], order[a:b]
-                r0, r1, first = int(starts[0]), int(starts[0]) + nf, 0
-                for j in range(1, b - a + 1):
-                    if j < b - a and starts[j] <= r1 + gap:
-                        r1 = max(r1, int(starts[j]) + nf)
-                        continue
-                    self._read_run(out, layout, dsets, ti, r0, r1, starts[first:j], pos[first:j])
-                    if j < b - a:
-                        r0, r1, first = int(starts[j]), int(starts[j]) + nf, j
+            fi, handle = None, None
+            for a, b in zip(runs[:-1], runs[1:]):
+                if f[a] != fi:
+                    fi = f[a]
+                    handle = self._handle(fi)
+                self._read_run(out, handle, t[a], s[a], s[b - 1] + nf, s[a:b], order[a:b])
         return out
 
-    def _read_run(self, out, layout, dsets, ti, r0, r1, starts, pos):
+    def _read_run(self, out, handle, ti, r0, r1, starts, pos):
         """Frames ``r0:r1`` of trajectory ``ti``, one read per field, cut into the windows."""
         nf = self.n_frames
         space = self._shape[2:-1]
         for p, k, comp, dest in self._plan:
-            field = layout.fields[p]
-            try:
-                block = dsets[p][ti, r0:r1] if field.sample_varying else dsets[p][r0:r1]
-            except (OSError, ValueError, KeyError) as exc:
-                raise ValueError(
-                    f"LazyWindows: could not read {field.path} trajectory {ti} frames {r0}:{r1} from {layout.path}: {exc!r}"
-                ) from exc
-            block = block.reshape(r1 - r0, *space, k)
+            if self._direct and len(pos) == 1 and r1 - r0 == nf:
+                handle.read(p, ti, r0, r1, out[pos[0]])  # straight into the batch
+                continue
+            block = np.empty((r1 - r0, *space, k), dtype=np.float32)
+            handle.read(p, ti, r0, r1, block)
             if comp is not None:
                 block = block[..., comp]
             for st, j in zip(starts, pos):
