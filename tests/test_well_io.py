@@ -642,3 +642,450 @@ def test_cli_help(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "kuramoto_sivashinsky: --gamma" in out and "--n-samples" in out
+
+
+# --------------------------------------------------------------------------------------------------
+# the fast reader against the_well's WellDataset (the reference for what the format means)
+# --------------------------------------------------------------------------------------------------
+
+
+def _bunch_tensor(n=5, T=7, ny=6, nx=4, seed=2):
+    """Active-matter-like channels: a scalar, a vector and a rank-2 tensor field, interleaved."""
+    rng = np.random.default_rng(seed)
+    names = ["concentration", "D_yy", "velocity_x", "D_yx", "D_xy", "velocity_y", "D_xx", "pressure"]
+    X = rng.normal(size=(n, T, ny, nx, len(names))).astype(np.float32)
+    X += np.arange(len(names), dtype=np.float32)  # a different mean per channel
+    return Bunch(
+        data=X,
+        target=rng.uniform(1, 2, size=(n, 2)),
+        target_names=["alpha", "zeta"],
+        field_names=names,
+        time=np.arange(T) * 0.5,
+        coords=(np.linspace(0, 1, ny), np.linspace(0, 2, nx)),
+        dim_names=("y", "x"),
+        boundary_conditions={"y": "periodic", "x": "periodic"},
+        dt=0.5,
+        DESCR="tensor fields",
+    )
+
+
+def _assert_matches_well_dataset(path, n_frames, windows=None):
+    """load_well(stride=1, lazy=True) window w == WellDataset(n_steps_input=n_frames)[w], by channel name."""
+    from the_well.data.utils import flatten_field_names
+
+    X = load_well(path, n_frames=n_frames, stride=1, lazy=True).data
+    ds = WellDataset(path=path, well_split_name="train", n_steps_input=n_frames, n_steps_output=0, use_normalization=False)
+    assert len(ds) == len(X)
+    names = flatten_field_names(ds.metadata, include_constants=False)
+    perm = [X.field_names.index(c) for c in names]
+    windows = np.arange(len(X)) if windows is None else np.asarray(windows)
+    got = X.read(windows)
+    for k, w in enumerate(windows):
+        ref = ds[int(w)]["input_fields"].numpy()  # float64 when a field is stored as float64
+        np.testing.assert_array_equal(got[k][..., perm], ref.astype(np.float32))
+    return X
+
+
+def test_fast_reader_equals_well_dataset_scalar_vector_tensor(tmp_path):
+    b = _bunch_tensor(n=5, T=7)
+    path = write_well(b, tmp_path, "active", n_trajectories_per_file=2)  # files of 2, 2, 1 trajectories
+    X = load_well(path, n_frames=3, stride=1, lazy=True).data
+    n_per = 7 - 3 + 1
+    last = [t * n_per + n_per - 1 for t in range(5)]  # the last window of every trajectory
+    rng = np.random.default_rng(0)
+    windows = np.concatenate([last, [0, len(X) - 1], rng.integers(0, len(X), 12)])
+    _assert_matches_well_dataset(path, 3, windows)
+    _assert_matches_well_dataset(path, 7)  # windows = whole trajectories
+    # shuffled batch with repeats, in the requested order, against the Bunch
+    idx = rng.permutation(np.repeat(np.arange(len(X)), 2))[:30]
+    groups = np.repeat(np.arange(5), n_per)
+    starts = np.tile(np.arange(n_per), 5)
+    expect = np.stack([b.data[groups[i], starts[i] : starts[i] + 3] for i in idx])
+    np.testing.assert_array_equal(X.read(idx), expect)
+    np.testing.assert_array_equal(X[idx], expect)
+
+
+def _rewrite_fields(path, edit):
+    for f in _files(path):
+        with h5py.File(f, "r+") as h:
+            edit(h)
+
+
+def test_fast_reader_equals_well_dataset_chunked_float64_shared_fields(tmp_path):
+    """Fields stored chunked and compressed (read through HDF5), as float64, and a time-varying
+    field shared by all trajectories of a file (sample_varying=False)."""
+    b = _bunch_2d(n=5, T=9)
+    path = write_well(b, tmp_path, "flow", n_trajectories_per_file=3)
+    rng = np.random.default_rng(3)
+
+    def edit(h):
+        g = h["t0_fields"]
+        tracer = g["tracer"][()]
+        del g["tracer"]
+        ds = g.create_dataset("tracer", data=tracer, chunks=(1, 2, 8, 4), compression="gzip")  # chunked, 2 frames
+        ds.attrs.update(dim_varying=np.ones(2, bool), sample_varying=True, time_varying=True)
+        vel = h["t1_fields/velocity"][()].astype(np.float64) + 1e-9  # not representable in float32
+        del h["t1_fields/velocity"]
+        ds = h["t1_fields"].create_dataset("velocity", data=vel)
+        ds.attrs.update(dim_varying=np.ones(2, bool), sample_varying=True, time_varying=True)
+        ds = g.create_dataset("forcing", data=rng.normal(size=(9, 8, 4)).astype(np.float32))
+        ds.attrs.update(dim_varying=np.ones(2, bool), sample_varying=False, time_varying=True)
+        g.attrs["field_names"] = np.array(["tracer", "pressure", "forcing"], dtype=h5py.string_dtype())
+        del h.attrs["skphys_field_names"]
+
+    _rewrite_fields(path, edit)
+    X = _assert_matches_well_dataset(path, 4)
+    assert X.field_names == ["tracer", "pressure", "forcing", "velocity_y", "velocity_x"]
+    chunked = [f for f in X._files[0].fields if f.name == "tracer"][0]
+    assert chunked.chunk_frames == 2
+    # a window far from another one in a chunked field: separate reads, same values
+    _assert_matches_well_dataset(path, 2, [0, 7, 1, 6, 38, 39])
+
+
+def test_fast_reader_equals_well_dataset_dummy_file(tmp_path):
+    d = tmp_path / "datasets" / "dummy" / "data" / "train"
+    d.mkdir(parents=True)
+    write_dummy_data(str(d / "a.hdf5"))
+    write_dummy_data(str(d / "b.hdf5"))
+    _assert_matches_well_dataset(tmp_path / "datasets" / "dummy", 4)
+
+
+def test_time_varying_field_not_varying_in_space_is_refused(tmp_path):
+    b = _bunch_1d(n=2, T=6)
+    path = write_well(b, tmp_path, "waves")
+
+    def edit(h):
+        ds = h["t0_fields"].create_dataset("mean_u", data=np.zeros((2, 6), np.float32))
+        ds.attrs.update(dim_varying=np.zeros(1, bool), sample_varying=True, time_varying=True)
+        h["t0_fields"].attrs["field_names"] = np.array(["u", "v", "mean_u"], dtype=h5py.string_dtype())
+
+    _rewrite_fields(path, edit)
+    with pytest.raises(ValueError, match="'mean_u' does not vary along every axis"):
+        load_well(path, n_frames=3)
+
+
+def test_files_that_disagree_are_named(tmp_path):
+    path = write_well(_bunch_1d(n=4), tmp_path, "waves", n_trajectories_per_file=2)
+    _rewrite_fields(path, lambda h: h["t0_fields"].attrs.__setitem__("field_names", np.array(["u"], dtype=h5py.string_dtype())))
+    with h5py.File(_files(path)[0], "r+") as h:
+        h["t0_fields"].attrs["field_names"] = np.array(["u", "v"], dtype=h5py.string_dtype())
+    with pytest.raises(ValueError, match=re.escape(os.path.basename(_files(path)[1])) + ".*channel_names"):
+        load_well(path, n_frames=3)
+
+
+def test_lazy_windows_files_removed_or_truncated_after_indexing(tmp_path):
+    path = write_well(_bunch_1d(n=4, T=12, nx=64), tmp_path, "waves", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=4, lazy=True).data
+    files = _files(path)
+    os.remove(files[1])
+    np.testing.assert_array_equal(X[0].shape, (4, 64, 2))  # the other file still reads
+    with pytest.raises(FileNotFoundError, match=os.path.basename(files[1])):
+        X[len(X) - 1]
+    X = load_well(path, split="train", n_frames=4, lazy=True, max_trajectories=2).data
+    with open(files[0], "r+b") as fh:
+        fh.truncate(os.path.getsize(files[0]) - 4096)
+    with pytest.raises(ValueError, match=os.path.basename(files[0])):
+        X[len(X) - 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# rank-2 tensor fields in the writer
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tensor_fields_round_trip_and_open_in_the_well(tmp_path):
+    b = _bunch_tensor(n=3, T=5)
+    path = write_well(b, tmp_path, "active", n_trajectories_per_file=2)
+    for f in _files(path):
+        _check_well_format(f)
+    with h5py.File(_files(path)[0], "r") as h:
+        assert list(h["t0_fields"].attrs["field_names"]) == ["concentration", "pressure"]
+        assert list(h["t1_fields"].attrs["field_names"]) == ["velocity"]
+        assert list(h["t2_fields"].attrs["field_names"]) == ["D"]
+        D = h["t2_fields/D"][()]
+        assert D.shape == (2, 5, 6, 4, 2, 2)  # (n_traj, T, ny, nx, d, d), axes in dim_names order (y, x)
+        ch = {c: i for i, c in enumerate(b.field_names)}
+        for a, ia in (("y", 0), ("x", 1)):
+            for c, ic in (("y", 0), ("x", 1)):
+                np.testing.assert_array_equal(D[..., ia, ic], b.data[:2, ..., ch[f"D_{a}{c}"]])
+    back = load_well(path, n_frames=5)
+    assert back.field_names == b.field_names
+    np.testing.assert_array_equal(back.data, b.data)
+    assert load_well(path, n_frames=5, fields=["D"]).field_names == ["D_yy", "D_yx", "D_xy", "D_xx"]
+
+    ds = WellDataset(path=path, well_split_name="train", n_steps_input=2, n_steps_output=1, use_normalization=False)
+    assert ds.metadata.field_names[2] == ["D_yy", "D_yx", "D_xy", "D_xx"]
+    np.testing.assert_array_equal(ds[0]["input_fields"].numpy()[..., -4:], b.data[0, :2][..., [1, 3, 4, 6]])
+
+    stats = yaml.safe_load(open(os.path.join(path, "stats.yaml")))
+    X = b.data.astype(np.float64)
+    np.testing.assert_allclose(stats["mean"]["D"], [[X[..., 1].mean(), X[..., 3].mean()], [X[..., 4].mean(), X[..., 6].mean()]], rtol=1e-12)
+    norm = WellDataset(
+        path=path, well_split_name="train", n_steps_input=2, n_steps_output=1, use_normalization=True,
+        normalization_type=ZScoreNormalization,
+    )
+    got = norm[0]["input_fields"].numpy()[..., -4:]
+    mean = np.ravel(stats["mean"]["D"])
+    std = np.ravel(stats["std"]["D"])
+    np.testing.assert_allclose(got, (b.data[0, :2][..., [1, 3, 4, 6]] - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_group_fields_rules():
+    from skphys.datasets._well_write import _group_fields
+
+    assert _group_fields(["D_xx", "D_xy", "D_yx", "D_yy", "v_x", "v_y", "c"], ("x", "y")) == [
+        (2, "D", [0, 1, 2, 3]), (1, "v", [4, 5]), (0, "c", [6])
+    ]
+    # an incomplete tensor stays scalar channels; 1-D: D_xx is a tensor, u_x a vector
+    assert _group_fields(["D_xx", "D_xy", "D_yy"], ("x", "y")) == [(0, "D_xx", [0]), (0, "D_xy", [1]), (0, "D_yy", [2])]
+    assert _group_fields(["D_xx", "u_x"], ("x",)) == [(2, "D", [0]), (1, "u", [1])]
+    with pytest.raises(ValueError, match="field name.*'D'"):
+        _group_fields(["D_x", "D_y", "D_xx", "D_xy", "D_yx", "D_yy"], ("x", "y"))
+
+
+# --------------------------------------------------------------------------------------------------
+# processes, threads and shards
+# --------------------------------------------------------------------------------------------------
+
+
+def test_lazy_windows_in_forked_dataloader_workers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    b = _bunch_1d(n=6, T=12, nx=16)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=4, stride=2, lazy=True).data
+    eager = np.asarray(X)  # the parent holds its handles open when the workers fork
+    assert X.open_files
+    loader = DataLoader(X, batch_size=5, num_workers=2, multiprocessing_context="fork")
+    got = torch.cat(list(loader)).numpy()
+    np.testing.assert_array_equal(got, eager)
+    np.testing.assert_array_equal(X[[3, 0]], eager[[3, 0]])  # the parent's handles still work
+
+
+def test_lazy_windows_after_fork_reopens(tmp_path):
+    import multiprocessing as mp
+
+    b = _bunch_1d(n=4, T=12, nx=16)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=4, lazy=True).data
+    X.read([0])  # the parent has file 0 open when it forks
+    _FORKED["X"] = X  # inherited by the forked worker as is (not pickled)
+    try:
+        with mp.get_context("fork").Pool(1) as pool:
+            before, after, batch = pool.apply(_child_reads, ([5, 1, 11],))
+    finally:
+        _FORKED.clear()
+    assert before == []  # the inherited handles are not used
+    assert after == list(X.files)  # it opened its own: file 0 (windows 1, 5) and file 1 (window 11)
+    assert X.open_files == [X.files[0]]  # the parent's are unchanged
+    np.testing.assert_array_equal(batch, X[[5, 1, 11]])
+
+
+_FORKED = {}
+
+
+def _child_reads(idx):
+    X = _FORKED["X"]
+    before = X.open_files
+    batch = X.read(idx)
+    return before, sorted(X.open_files), batch
+
+
+def test_lazy_windows_threads(tmp_path):
+    import threading
+
+    b = _bunch_1d(n=6, T=16, nx=32)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=4, stride=1, lazy=True).data
+    eager = np.asarray(X)
+    errors = []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(30):
+                idx = rng.integers(0, len(X), 7)
+                np.testing.assert_array_equal(X.read(idx), eager[idx])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_shard_indices_and_subset(tmp_path):
+    from skphys.datasets import shard_indices
+
+    b = _bunch_1d(n=8, T=12, nx=16)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)  # 4 files
+    X = load_well(path, n_frames=4, lazy=True).data  # 3 windows per trajectory, 24 windows
+    eager = np.asarray(X)
+    X.close()
+    for W in (1, 2, 3, 5):
+        shards = [shard_indices(X, r, W) for r in range(W)]
+        np.testing.assert_array_equal(np.concatenate(shards), np.arange(24))  # a partition, in order
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+        for r, idx in enumerate(shards):
+            view = X.subset(idx)
+            assert view.shape == (len(idx), 4, 16, 2)
+            np.testing.assert_array_equal(view[:], eager[idx])
+            np.testing.assert_array_equal(view.groups, X.groups[idx])
+            files = sorted(set(X.file_of(idx).tolist()))
+            assert sorted(view.open_files) == [X.files[f] for f in files]  # only its own files
+            assert len(files) <= -(-4 // W) + 1
+            view.close()
+    # two ranks, four files: each rank opens exactly two
+    assert X.file_of(shard_indices(X, 0, 2)).tolist() == [0] * 6 + [1] * 6
+    # a shuffled subset reads in its own order; it pickles small
+    idx = np.array([20, 3, 3, 11])
+    view = pickle.loads(pickle.dumps(X.subset(idx)))
+    np.testing.assert_array_equal(view.read([3, 0, 1]), eager[idx[[3, 0, 1]]])
+    assert X.open_files == []  # the views share no handles with X
+    assert shard_indices(np.zeros((5, 2)), 1, 2).tolist() == [3, 4]
+    assert shard_indices(2, 2, 3).tolist() == []
+    for args, exc in (((X, 2, 2), ValueError), ((X, -1, 2), ValueError), ((X, 0, 0), ValueError), ((X, 0.5, 2), TypeError)):
+        with pytest.raises(exc, match="rank|world_size"):
+            shard_indices(*args)
+
+
+def test_read_validates_indices(lazy_setup):
+    b, path, X, y, X_eager = lazy_setup
+    np.testing.assert_array_equal(X.read(np.array([-1, 0])), X_eager[[-1, 0]])
+    assert X.read([]).shape == (0, 4, 16, 2)
+    with pytest.raises(IndexError, match="out of bounds"):
+        X.read([18])
+    with pytest.raises(TypeError, match="1-D array of integer"):
+        X.read([[0, 1]])
+    with pytest.raises(TypeError, match="1-D array of integer"):
+        X.read([0.5])
+
+
+# --------------------------------------------------------------------------------------------------
+# prefetch
+# --------------------------------------------------------------------------------------------------
+
+
+def _prefetch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "skphys-prefetch"]
+
+
+def test_prefetch_order_and_overlap():
+    import time
+
+    from skphys.datasets import prefetch
+
+    produced = []
+
+    def slow():
+        for i in range(6):
+            time.sleep(0.02)
+            produced.append(i)
+            yield i
+
+    start = time.perf_counter()
+    out = []
+    for x in prefetch(slow(), depth=2):
+        time.sleep(0.02)  # "compute" overlapping the next read
+        out.append(x)
+    elapsed = time.perf_counter() - start
+    assert out == list(range(6))
+    assert elapsed < 0.22, elapsed  # serial would take 0.24 s; overlapped about 0.14 s
+    assert not _prefetch_threads()
+
+
+def test_prefetch_depth_bounds_read_ahead():
+    import time
+
+    from skphys.datasets import prefetch
+
+    produced = []
+
+    def source():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    p = prefetch(source(), depth=3)
+    assert next(p) == 0
+    time.sleep(0.2)
+    # 1 consumed + 3 queued + at most 1 produced and waiting for room
+    assert len(produced) <= 5, produced
+    p.close()
+    assert not _prefetch_threads()
+
+
+def test_prefetch_propagates_exceptions():
+    from skphys.datasets import prefetch
+
+    def broken():
+        yield 1
+        yield 2
+        raise KeyError("bad batch 3")
+
+    got = []
+    with pytest.raises(KeyError, match="bad batch 3") as info:
+        for x in prefetch(broken()):
+            got.append(x)
+    assert got == [1, 2]
+    assert any(tb.name == "broken" for tb in info.traceback)  # the producer's frame is in the traceback
+    assert not _prefetch_threads()
+
+
+def test_prefetch_stops_cleanly_when_the_consumer_stops():
+    import gc
+
+    from skphys.datasets import prefetch
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    for x in prefetch(endless(), depth=2):
+        if x == 3:
+            break
+    gc.collect()
+    assert closed == [True] and not _prefetch_threads()
+
+    with prefetch(endless()) as p:
+        assert next(p) == 0
+    assert closed == [True, True] and not _prefetch_threads()
+    assert list(p) == []  # closed: exhausted
+
+    def consumer_fails():
+        for x in prefetch(endless()):
+            raise RuntimeError("step failed")
+
+    with pytest.raises(RuntimeError, match="step failed"):
+        consumer_fails()
+    gc.collect()
+    assert closed == [True, True, True] and not _prefetch_threads()
+
+
+def test_prefetch_of_lazy_batches_and_bad_arguments(lazy_setup):
+    from skphys.datasets import prefetch
+
+    b, path, X, y, X_eager = lazy_setup
+    batches = [np.array([5, 1]), np.array([17, 0, 3])]
+    for got, idx in zip(prefetch(X.read(i) for i in batches), batches):
+        np.testing.assert_array_equal(got, X_eager[idx])
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        prefetch([1], depth=0)
+    with pytest.raises(TypeError, match="depth must be an int"):
+        prefetch([1], depth=1.5)
+    with pytest.raises(TypeError, match="expected an iterable"):
+        prefetch(3)
+    assert not _prefetch_threads()

@@ -17,6 +17,33 @@ class _Failure:
         self.exc = exc
 
 
+def _put(q, stop, item):
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(source, q, stop):
+    try:
+        for item in source:
+            if not _put(q, stop, item):
+                return
+        _put(q, stop, _DONE)
+    except BaseException as exc:  # handed to the consumer
+        _put(q, stop, _Failure(exc))
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # the consumer is gone or has its own error; nothing to report to
+                pass
+
+
 class prefetch:  # noqa: N801 - used like a function: ``for batch in prefetch(batches): ...``
     """Iterate over ``iterable`` while a background thread produces the next ``depth`` items.
 
@@ -63,34 +90,11 @@ class prefetch:  # noqa: N801 - used like a function: ``for batch in prefetch(ba
         self._queue = queue.Queue(maxsize=int(depth))
         self._stop = threading.Event()
         self._finished = False
-        self._thread = threading.Thread(target=self._produce, name="skphys-prefetch", daemon=True)
+        # the thread holds no reference to self, so dropping the iterator runs __del__ -> close()
+        self._thread = threading.Thread(
+            target=_produce, args=(self._source, self._queue, self._stop), name="skphys-prefetch", daemon=True
+        )
         self._thread.start()
-
-    def _put(self, item):
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self):
-        source = self._source
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-            self._put(_DONE)
-        except BaseException as exc:  # handed to the consumer
-            self._put(_Failure(exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # the consumer is gone or has its own error; nothing to report to
-                    pass
 
     def __iter__(self):
         return self
