@@ -187,7 +187,9 @@ def main(argv=None):
         f"{len(files)} file(s), {size_mb:.0f} MB, {args.n_trajectories} trajectories of {args.n_frames} frames x "
         f"{args.n_points} points (1 float32 channel), written in {write_s:.1f} s; windows of {args.window} frames "
         f"({win_mb * 1e3:.1f} kB), stride 1 ({n} windows); reads from the page cache; best of {args.repeats} x "
-        f"{args.seconds:g} s per row; machine shared with other engineers' jobs while this ran."
+        f"{args.seconds:g} s per row; machine shared with other engineers' jobs while this ran. Sequential batches "
+        "are consecutive windows, which overlap at stride 1: one read serves many windows, so their MB/s (window "
+        "bytes delivered) can exceed the raw rate."
     )
     if args.no_record:
         print(notes + "\n\n" + table)
