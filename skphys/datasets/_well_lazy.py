@@ -130,7 +130,7 @@ class _OpenFile:
     def _raw_layout(dset, field):
         """For a contiguous, allocated float field: (byte offset, stored dtype, bytes per frame,
         bytes per trajectory, stored as float32); else None."""
-        if dset.chunks is not None or dset.compression is not None or dset.dtype.kind != "f" or dset.external:
+        if not hasattr(os, "preadv") or dset.chunks is not None or dset.dtype.kind != "f" or dset.external:
             return None
         offset = dset.id.get_offset()
         if offset is None:
@@ -268,14 +268,15 @@ class LazyWindows:
         self.split = split
         self.n_frames = int(n_frames)
         self._files = tuple(files)  # of _FileLayout
-        self._file = np.asarray(file_index, dtype=np.int64)  # file of each window
-        self._local = np.asarray(local_index, dtype=np.int64)  # trajectory within its file
-        self._start = np.asarray(start, dtype=np.int64)  # first frame
-        self._trajectory = np.asarray(trajectory, dtype=np.int64)  # global trajectory id (groups)
+        # int32 keeps the window table (pickled to every DataLoader worker) small
+        self._file = np.asarray(file_index, dtype=np.int32)  # file of each window
+        self._local = np.asarray(local_index, dtype=np.int32)  # trajectory within its file
+        self._start = np.asarray(start, dtype=np.int32)  # first frame
+        self._trajectory = np.asarray(trajectory, dtype=np.int32)  # global trajectory id (groups)
         self._shape = tuple(int(s) for s in shape)
         self.field_names = list(field_names)
         self._plan = self._make_plan(channels)
-        self._key = np.arange(len(self._file), dtype=np.int64)  # rank in (file, trajectory, start) order
+        self._key = None  # rank of each window in (file, trajectory, start) order; None: its index
         # frames between windows below which one read covers both: reading a chunk reads all of it
         self._gap = np.array(
             [max([self.n_frames] + [lay.fields[p].chunk_frames for p, *_ in self._plan]) for lay in self._files], dtype=np.int64
@@ -372,7 +373,7 @@ class LazyWindows:
 
     @property
     def groups(self):
-        return self._trajectory.copy()
+        return self._trajectory.astype(np.int64)
 
     def __len__(self):
         return self._shape[0]
@@ -455,7 +456,7 @@ class LazyWindows:
     def file_of(self, indices=None):
         """Index into :attr:`files` of the file each window ``indices`` (default: all) lives in."""
         idx = np.arange(len(self)) if indices is None else self._indices(np.asarray(indices))
-        return self._file[idx].copy()
+        return self._file[idx].astype(np.int64)
 
     def subset(self, indices):
         """A ``LazyWindows`` of the windows ``indices`` (in that order), without reading anything.
@@ -467,9 +468,10 @@ class LazyWindows:
         idx = self._indices(indices)
         view = object.__new__(LazyWindows)
         view.__dict__.update(self.__getstate__())
-        view._file, view._local, view._start, view._trajectory, view._key = (
-            a[idx] for a in (self._file, self._local, self._start, self._trajectory, self._key)
+        view._file, view._local, view._start, view._trajectory = (
+            a[idx] for a in (self._file, self._local, self._start, self._trajectory)
         )
+        view._key = idx if self._key is None else self._key[idx]
         view._shape = (len(idx), *self._shape[1:])
         view._reset_handles()
         return view
@@ -481,7 +483,7 @@ class LazyWindows:
         if len(idx) == 0:
             return out
         # sort by (file, trajectory, start): windows of a trajectory become neighbours
-        order = np.argsort(self._key[idx], kind="stable")
+        order = np.argsort(idx if self._key is None else self._key[idx], kind="stable")
         f, t, s = self._file[idx[order]], self._local[idx[order]], self._start[idx[order]]
         nf = self.n_frames
         # a new run of frames starts at a new file or trajectory, or after a gap of more than
@@ -489,7 +491,7 @@ class LazyWindows:
         new = np.ones(len(idx), dtype=bool)
         new[1:] = (f[1:] != f[:-1]) | (t[1:] != t[:-1]) | (s[1:] > s[:-1] + nf + self._gap[f[1:]])
         runs = np.flatnonzero(new).tolist() + [len(idx)]
-        f, t, s = f.tolist(), t.tolist(), s.tolist()
+        f, t, s = f.tolist(), t.tolist(), s.tolist()  # Python ints: no int32 overflow in byte offsets
         self._check_process()  # before taking the lock: a fork may have copied it held
         with self._lock:
             fi, handle = None, None
