@@ -860,6 +860,10 @@ def test_lazy_windows_in_forked_dataloader_workers(tmp_path):
     loader = DataLoader(X, batch_size=5, num_workers=2, multiprocessing_context="fork")
     got = torch.cat(list(loader)).numpy()
     np.testing.assert_array_equal(got, eager)
+    # each batch is one sorted read (DataLoader calls __getitems__), returned in sampler order
+    order = np.random.default_rng(0).permutation(len(X)).tolist()
+    loader = DataLoader(X, batch_size=4, sampler=order, num_workers=2, multiprocessing_context="fork")
+    np.testing.assert_array_equal(torch.cat(list(loader)).numpy(), eager[order])
     np.testing.assert_array_equal(X[[3, 0]], eager[[3, 0]])  # the parent's handles still work
 
 

@@ -203,8 +203,8 @@ class LazyWindows:
     (windows that overlap or lie within ``n_frames`` of each other are merged) and returns them in
     the requested order. HDF5 files stay open between reads (at most 64 per process, least
     recently used closed first). Handles are never pickled and are reopened after ``fork``, so a
-    ``LazyWindows`` works in ``torch.utils.data.DataLoader`` workers (fork or spawn) and in
-    threads (reads are serialized).
+    ``LazyWindows`` works in ``torch.utils.data.DataLoader`` workers (fork or spawn; each batch is
+    one sorted read through ``__getitems__``) and in threads (reads are serialized).
 
     Pickling stores the file list and the window table, a few kB; files are reopened on first
     read. If a file changed since it was indexed (trajectory counts or shapes), reading raises a
@@ -452,6 +452,11 @@ class LazyWindows:
         if k.ndim != 1 or not (np.issubdtype(k.dtype, np.integer) or k.size == 0):
             raise TypeError(f"LazyWindows.read expects a 1-D array of integer indices, got {indices!r}")
         return self._read(self._indices(k.astype(np.int64)))
+
+    def __getitems__(self, indices):
+        """Batched fetch for ``torch.utils.data.DataLoader``: one sorted :meth:`read` per batch
+        (a list of windows, which the default collate stacks)."""
+        return list(self.read(np.asarray(indices, dtype=np.int64)))
 
     def file_of(self, indices=None):
         """Index into :attr:`files` of the file each window ``indices`` (default: all) lives in."""
