@@ -808,6 +808,19 @@ def test_tensor_fields_round_trip_and_open_in_the_well(tmp_path):
         for a, ia in (("y", 0), ("x", 1)):
             for c, ic in (("y", 0), ("x", 1)):
                 np.testing.assert_array_equal(D[..., ia, ic], b.data[:2, ..., ch[f"D_{a}{c}"]])
+    from skphys.datasets.well import WellField, WellFileMetadata, scan_file
+
+    meta = scan_file(_files(path)[1])
+    assert isinstance(meta, WellFileMetadata) and all(isinstance(f, WellField) for f in meta.fields)
+    assert (meta.n_trajectories, meta.n_steps, meta.spatial_dims, meta.spatial_resolution) == (1, 5, ("y", "x"), (6, 4))
+    assert [(f.name, f.order, f.shape) for f in meta.fields] == [
+        ("concentration", 0, (1, 5, 6, 4)), ("pressure", 0, (1, 5, 6, 4)), ("velocity", 1, (1, 5, 6, 4, 2)),
+        ("D", 2, (1, 5, 6, 4, 2, 2)),
+    ]
+    assert meta.channel_names[-4:] == ["D_yy", "D_yx", "D_xy", "D_xx"]
+    assert meta.skphys_field_names == tuple(b.field_names)
+    np.testing.assert_array_equal(meta.constant_scalars["alpha"], b.target[2:, 0])
+
     back = load_well(path, n_frames=5)
     assert back.field_names == b.field_names
     np.testing.assert_array_equal(back.data, b.data)
@@ -839,6 +852,8 @@ def test_group_fields_rules():
     # an incomplete tensor stays scalar channels; 1-D: D_xx is a tensor, u_x a vector
     assert _group_fields(["D_xx", "D_xy", "D_yy"], ("x", "y")) == [(0, "D_xx", [0]), (0, "D_xy", [1]), (0, "D_yy", [2])]
     assert _group_fields(["D_xx", "u_x"], ("x",)) == [(2, "D", [0]), (1, "u", [1])]
+    names3 = [f"S_{a}{b}" for a in "zyx" for b in "zyx"]
+    assert _group_fields(["vx", "vy"] + names3, ("z", "y", "x")) == [(0, "vx", [0]), (0, "vy", [1]), (2, "S", list(range(2, 11)))]
     with pytest.raises(ValueError, match="field name.*'D'"):
         _group_fields(["D_x", "D_y", "D_xx", "D_xy", "D_yx", "D_yy"], ("x", "y"))
 
