@@ -98,6 +98,66 @@ def load_baseline(rev):
     return mod
 
 
+def overlap_row(X, batches, read_s, seconds, batch, kind):
+    """One table row: steps/s of read + compute, serial and with prefetch(depth=2).
+
+    ``kind="torch"``: the compute is a loop of 256 x 256 matmuls on one torch thread, calibrated
+    to last about as long as one read (``read_s``); Python holds the GIL between the ops.
+    ``kind="sleep"``: the compute sleeps ``read_s`` with the GIL released, as a training loop
+    does while it waits for a GPU step. The serial run times its reads and computes separately,
+    for the ideal overlap 1 / max(read, compute).
+    """
+    import torch
+
+    from skphys.datasets import prefetch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core computes, the other reads (idle OpenMP workers would spin on it)
+    a = torch.randn(256, 256)
+    if kind == "torch":
+        for _ in range(20):  # warm-up
+            torch.mm(a, a)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            torch.mm(a, a)
+        reps = max(1, round(20 * read_s / (time.perf_counter() - t0)))
+
+        def compute():
+            for _ in range(reps):
+                torch.mm(a, a)
+
+    else:
+
+        def compute():
+            time.sleep(read_s)
+
+    n_steps = max(8, int(seconds / (2 * read_s)))
+
+    def serial():
+        t_read = t_comp = 0.0
+        start = time.perf_counter()
+        for i in range(n_steps):
+            t0 = time.perf_counter()
+            X.read(batches[i % len(batches)])
+            t1 = time.perf_counter()
+            compute()
+            t_read, t_comp = t_read + t1 - t0, t_comp + time.perf_counter() - t1
+        return n_steps / (time.perf_counter() - start), t_read / n_steps, t_comp / n_steps
+
+    def overlapped():
+        start = time.perf_counter()
+        for _ in prefetch((X.read(batches[i % len(batches)]) for i in range(n_steps)), depth=2):
+            compute()
+        return n_steps / (time.perf_counter() - start)
+
+    ser, r, c = max(serial() for _ in range(2))
+    pre = max(overlapped() for _ in range(2))
+    ideal = 1 / max(r, c)
+    torch.set_num_threads(threads)
+    label = "torch matmuls, 1 thread" if kind == "torch" else "sleep (GIL released, like a GPU wait)"
+    return f"| {label} | {batch} | {r * 1e3:.2f} | {c * 1e3:.2f} | {ser:.0f} | {pre:.0f} | {ideal:.0f} | {pre / ser:.2f} |"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-trajectories", type=int, default=800)
@@ -180,8 +240,14 @@ def main(argv=None):
         ("skphys LazyWindows.read, random batches", str(args.batch), rand_w, rand_w * win_mb, rand_w * win_mb / raw_mb_s),
         ("skphys LazyWindows.read, sequential batches", str(args.batch), seq_w, seq_w * win_mb, seq_w * win_mb / raw_mb_s),
     ]
-    table = "| reader | batch | windows/s | MB/s | fraction of raw h5py |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {r} | {b} | {w:.0f} | {mb:.0f} | {fr:.2f} |" for r, b, w, mb, fr in rows
+    overlap = []
+    for b in (args.batch, 8 * args.batch):
+        batches = [rng.integers(0, n, b) for _ in range(16)]
+        for kind in ("torch", "sleep"):
+            overlap.append(overlap_row(X, batches, b / rand_w, args.seconds, b, kind))
+    overlap = (
+        "| compute per step | batch | read (ms) | compute (ms) | serial steps/s | prefetch steps/s | ideal steps/s "
+        "| prefetch / serial |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(overlap)
     )
     notes = (
         f"{len(files)} file(s), {size_mb:.0f} MB, {args.n_trajectories} trajectories of {args.n_frames} frames x "
@@ -190,6 +256,15 @@ def main(argv=None):
         f"{args.seconds:g} s per row; machine shared with other engineers' jobs while this ran. Sequential batches "
         "are consecutive windows, which overlap at stride 1: one read serves many windows, so their MB/s (window "
         "bytes delivered) can exceed the raw rate."
+    )
+    table = "| reader | batch | windows/s | MB/s | fraction of raw h5py |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {r} | {b} | {w:.0f} | {mb:.0f} | {fr:.2f} |" for r, b, w, mb, fr in rows
+    )
+    table += "\n\n" + overlap
+    notes += (
+        " Overlap table: each step reads a random batch, then computes for about as long as one read: torch matmuls "
+        "(1 torch thread, GIL held between ops) or a sleep (GIL released, as while waiting for a GPU); 'prefetch' reads "
+        "the next batches in skphys.datasets.prefetch's thread (depth 2); ideal = 1 / max(read, compute)."
     )
     if args.no_record:
         print(notes + "\n\n" + table)
