@@ -747,7 +747,9 @@ def test_fast_reader_equals_well_dataset_dummy_file(tmp_path):
     d.mkdir(parents=True)
     write_dummy_data(str(d / "a.hdf5"))
     write_dummy_data(str(d / "b.hdf5"))
-    _assert_matches_well_dataset(tmp_path / "datasets" / "dummy", 4)
+    write_dummy_data(str(d / "0.h5"))  # the_well sorts *.h5 and *.hdf5 files together
+    X = _assert_matches_well_dataset(tmp_path / "datasets" / "dummy", 4)
+    assert [os.path.basename(f) for f in X.files] == ["0.h5", "a.hdf5", "b.hdf5"]
 
 
 def test_time_varying_field_not_varying_in_space_is_refused(tmp_path):

@@ -157,7 +157,7 @@ def load_well(
         data_dir = os.path.join(dataset_dir, "data")
         have = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
         raise FileNotFoundError(f"load_well: no split {split!r} in {dataset_dir} (expected {split_dir}; available splits: {have})")
-    # the_well's WellDataset lists files the same way (sorted *.h5 and *.hdf5)
+    # in the_well's WellDataset order: *.h5 and *.hdf5 files sorted together by path
     files = sorted(glob.glob(os.path.join(split_dir, "*.h5")) + glob.glob(os.path.join(split_dir, "*.hdf5")))
     if not files:
         raise FileNotFoundError(f"load_well: no .hdf5/.h5 files in {split_dir}")
