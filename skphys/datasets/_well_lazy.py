@@ -338,7 +338,7 @@ class LazyWindows:
         with self._lock:
             for h in self._handles.values():
                 h.close()
-            self._reset_handles()
+            self._handles.clear()
 
     def __enter__(self):
         return self
