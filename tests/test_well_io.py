@@ -984,6 +984,35 @@ def test_read_validates_indices(lazy_setup):
         X.read([[0, 1]])
     with pytest.raises(TypeError, match="1-D array of integer"):
         X.read([0.5])
+    torch = pytest.importorskip("torch")
+    pinned = torch.empty((3, 4, 16, 2))  # e.g. pin_memory=True on a CUDA machine
+    assert X.read([7, 2, 7], out=pinned.numpy()) is not None
+    np.testing.assert_array_equal(pinned.numpy(), X_eager[[7, 2, 7]])
+    for bad in (np.empty((2, 4, 16, 2), np.float32), np.empty((3, 4, 16, 2)), np.empty((3, 4, 2, 16), np.float32).transpose(0, 1, 3, 2)):
+        with pytest.raises(ValueError, match="out must be a writable C-contiguous float32 array of shape"):
+            X.read([7, 2, 7], out=bad)
+
+
+def test_fast_reader_is_much_faster_than_per_sample_reads(tmp_path):
+    """A relative guard for the fast path (both measured here, now): a batch of 64 random windows
+    read at once vs the same windows through the_well's WellDataset one by one."""
+    b = _bunch_1d(n=20, T=64, nx=256)
+    path = write_well(b, tmp_path, "waves")
+    X = load_well(path, n_frames=16, stride=1, lazy=True).data
+    ds = WellDataset(path=path, well_split_name="train", n_steps_input=16, n_steps_output=0, use_normalization=False)
+    idx = np.random.default_rng(0).integers(0, len(X), 64)
+    X.read(idx)  # open the file
+    fast = min(_timed(lambda: X.read(idx)) for _ in range(3))
+    slow = _timed(lambda: [ds[int(i)] for i in idx])
+    assert slow > 20 * fast, (slow, fast)
+
+
+def _timed(fn):
+    import time
+
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 # --------------------------------------------------------------------------------------------------

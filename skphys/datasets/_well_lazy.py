@@ -432,26 +432,36 @@ class LazyWindows:
         return out[(slice(None), *rest)] if rest else out
 
     # batches, views, files ----------------------------------------------------------------------
-    def read(self, indices):
+    def read(self, indices, out=None):
         """Read the windows ``indices`` as one float32 array, in the order given.
 
-        The windows are read in sorted order, grouped by file and trajectory, with one h5py read
-        per field for each run of nearby windows of a trajectory; duplicates are read once per
-        run. Equivalent to ``X[indices]`` for an integer array.
+        The windows are read in sorted order, grouped by file and trajectory, with one read per
+        field for each run of nearby windows of a trajectory; duplicates are read once per run.
+        Equivalent to ``X[indices]`` for an integer array.
 
         Parameters
         ----------
         indices : array-like of int
             Window indices (negative ones count from the end), any order, repeats allowed.
+        out : ndarray of float32, optional
+            C-contiguous array of shape ``(len(indices), n_frames, *space, n_channels)`` to read
+            into, e.g. the numpy view of a pinned torch tensor for non-blocking copies to a GPU.
 
         Returns
         -------
         windows : ndarray of float32, shape ``(len(indices), n_frames, *space, n_channels)``
+            ``out`` when given.
         """
         k = np.asarray(indices)
         if k.ndim != 1 or not (np.issubdtype(k.dtype, np.integer) or k.size == 0):
             raise TypeError(f"LazyWindows.read expects a 1-D array of integer indices, got {indices!r}")
-        return self._read(self._indices(k.astype(np.int64)))
+        idx = self._indices(k.astype(np.int64))
+        if out is not None:
+            shape = (len(idx), *self._shape[1:])
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+                got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
+                raise ValueError(f"LazyWindows.read: out must be a writable C-contiguous float32 array of shape {shape}, got {got}")
+        return self._read(idx, out)
 
     def __getitems__(self, indices):
         """Batched fetch for ``torch.utils.data.DataLoader``: one sorted :meth:`read` per batch
@@ -482,9 +492,10 @@ class LazyWindows:
         return view
 
     # reading ------------------------------------------------------------------------------------
-    def _read(self, idx):
+    def _read(self, idx, out=None):
         idx = np.asarray(idx, dtype=np.int64)
-        out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
         if len(idx) == 0:
             return out
         # sort by (file, trajectory, start): windows of a trajectory become neighbours
