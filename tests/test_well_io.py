@@ -1139,3 +1139,15 @@ def test_prefetch_of_lazy_batches_and_bad_arguments(lazy_setup):
     with pytest.raises(TypeError, match="expected an iterable"):
         prefetch(3)
     assert not _prefetch_threads()
+
+
+def test_tensor_and_vector_fields_in_1d(tmp_path):
+    b = _bunch_1d(n=3, T=6, nx=8)
+    b.data = np.concatenate([b.data, b.data[..., :1] * 2], axis=-1)
+    b.field_names = ["D_xx", "u", "q_x"]
+    path = write_well(b, tmp_path, "line")
+    with h5py.File(_files(path)[0], "r") as h:
+        assert h["t2_fields/D"].shape == (3, 6, 8, 1, 1) and h["t1_fields/q"].shape == (3, 6, 8, 1)
+    _check_well_format(_files(path)[0])
+    np.testing.assert_array_equal(load_well(path, n_frames=6).data, b.data)
+    _assert_matches_well_dataset(path, 2)
