@@ -993,6 +993,37 @@ def test_read_validates_indices(lazy_setup):
             X.read([7, 2, 7], out=bad)
 
 
+def test_read_frames_reads_only_the_crops(tmp_path, monkeypatch):
+    b = _bunch_tensor(n=4, T=12)
+    path = write_well(b, tmp_path, "active", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=8, stride=2, lazy=True).data  # 3 windows per trajectory, starts 0, 2, 4
+    eager = np.asarray(X)
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, len(X), 20)
+    off = rng.integers(0, 8 - 3 + 1, 20)
+    expect = np.stack([eager[i, o : o + 3] for i, o in zip(idx, off)])
+    np.testing.assert_array_equal(X.read_frames(idx, off, 3), expect)
+    out = np.empty_like(expect)
+    assert X.read_frames(idx, off, 3, out=out) is out
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_array_equal(X.read_frames([5], [0], 8), eager[[5]])  # a whole window
+    assert X.read_frames([], [], 2).shape == (0, 2, 6, 4, 8)
+    # a lone crop reads just its frames: window 4 = trajectory 1, start 2; frames 2+5 : 2+5+3
+    calls = _count_reads(monkeypatch)
+    X.read_frames([4], [5], 3)
+    assert {c[1:] for c in calls} == {(1, 7, 10)}
+    for args, exc, match in (
+        (([0], [6], 3), ValueError, r"offsets must be in \[0, n_frames - length = 5\]"),
+        (([0], [-1], 3), ValueError, "offsets must be in"),
+        (([0, 1], [0], 3), ValueError, "one per index"),
+        (([0], [0], 9), ValueError, "length must be in"),
+        (([0], [0], 2.0), TypeError, "length must be an int"),
+        (([[0]], [0], 2), TypeError, "1-D array of integer"),
+    ):
+        with pytest.raises(exc, match=match):
+            X.read_frames(*args)
+
+
 def test_fast_reader_is_much_faster_than_per_sample_reads(tmp_path):
     """A relative guard for the fast path (both measured here, now): a batch of 64 random windows
     read at once vs the same windows through the_well's WellDataset one by one."""

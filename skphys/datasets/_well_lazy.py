@@ -276,7 +276,6 @@ class LazyWindows:
         self._shape = tuple(int(s) for s in shape)
         self.field_names = list(field_names)
         self._plan = self._make_plan(channels)
-        self._key = None  # rank of each window in (file, trajectory, start) order; None: its index
         # frames between windows below which one read covers both: reading a chunk reads all of it
         self._gap = np.array(
             [max([self.n_frames] + [lay.fields[p].chunk_frames for p, *_ in self._plan]) for lay in self._files], dtype=np.int64
@@ -456,12 +455,74 @@ class LazyWindows:
         if k.ndim != 1 or not (np.issubdtype(k.dtype, np.integer) or k.size == 0):
             raise TypeError(f"LazyWindows.read expects a 1-D array of integer indices, got {indices!r}")
         idx = self._indices(k.astype(np.int64))
-        if out is not None:
-            shape = (len(idx), *self._shape[1:])
-            if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
-                got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
-                raise ValueError(f"LazyWindows.read: out must be a writable C-contiguous float32 array of shape {shape}, got {got}")
+        self._check_out(out, (len(idx), *self._shape[1:]))
         return self._read(idx, out)
+
+    def read_frames(self, indices, offsets, length, out=None):
+        """Read ``length`` consecutive frames of each window: crops in time, read in one batch.
+
+        Row ``k`` of the result holds frames ``offsets[k] : offsets[k] + length`` of window
+        ``indices[k]`` (counted from the window's first frame), so only those frames are read.
+        For example, a training sampler that draws a random sub-window of ``length`` frames from
+        each of a batch of windows reads ``length / n_frames`` of what :meth:`read` would.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Window indices, any order, repeats allowed.
+        offsets : array-like of int
+            First frame within each window, ``0 <= offsets[k] <= n_frames - length``; one per index.
+        length : int
+            Frames per crop, ``1 <= length <= n_frames``.
+        out : ndarray of float32, optional
+            C-contiguous array of shape ``(len(indices), length, *space, n_channels)`` to read into.
+
+        Returns
+        -------
+        crops : ndarray of float32, shape ``(len(indices), length, *space, n_channels)``
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from sklearn.utils import Bunch
+        >>> from skphys.datasets import write_well, load_well
+        >>> data = np.arange(2 * 8 * 4, dtype=np.float32).reshape(2, 8, 4, 1)
+        >>> bunch = Bunch(data=data, target=np.zeros((2, 1)), target_names=["a"], field_names=["u"],
+        ...               time=np.arange(8.0), coords=(np.arange(4.0),), dim_names=("x",),
+        ...               boundary_conditions={"x": "periodic"}, dt=1.0)
+        >>> X = load_well(write_well(bunch, tempfile.mkdtemp(), "ramp"), n_frames=8, lazy=True).data
+        >>> X.read_frames([1, 0], offsets=[5, 2], length=3)[:, :, 0, 0]   # frames 5-7 and 2-4
+        array([[52., 56., 60.],
+               [ 8., 12., 16.]], dtype=float32)
+        """
+        k = np.asarray(indices)
+        if k.ndim != 1 or not (np.issubdtype(k.dtype, np.integer) or k.size == 0):
+            raise TypeError(f"LazyWindows.read_frames expects a 1-D array of integer indices, got {indices!r}")
+        idx = self._indices(k.astype(np.int64))
+        if not isinstance(length, (numbers.Integral, np.integer)) or isinstance(length, (bool, np.bool_)):
+            raise TypeError(f"LazyWindows.read_frames: length must be an int, got {length!r}")
+        if not 1 <= length <= self.n_frames:
+            raise ValueError(f"LazyWindows.read_frames: length must be in [1, n_frames={self.n_frames}], got {length}")
+        off = np.asarray(offsets)
+        if off.shape != idx.shape or not (np.issubdtype(off.dtype, np.integer) or off.size == 0):
+            raise ValueError(f"LazyWindows.read_frames: offsets must be {len(idx)} integers (one per index), got shape {off.shape}")
+        off = off.astype(np.int64)
+        if off.size and (off.min() < 0 or off.max() > self.n_frames - length):
+            raise ValueError(
+                f"LazyWindows.read_frames: offsets must be in [0, n_frames - length = {self.n_frames - length}], "
+                f"got {off.min()}..{off.max()}"
+            )
+        self._check_out(out, (len(idx), int(length), *self._shape[2:]))
+        return self._read(idx, out, off, int(length))
+
+    @staticmethod
+    def _check_out(out, shape):
+        if out is None:
+            return
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+            got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
+            raise ValueError(f"LazyWindows: out must be a writable C-contiguous float32 array of shape {shape}, got {got}")
 
     def __getitems__(self, indices):
         """Batched fetch for ``torch.utils.data.DataLoader``: one sorted :meth:`read` per batch
@@ -486,22 +547,25 @@ class LazyWindows:
         view._file, view._local, view._start, view._trajectory = (
             a[idx] for a in (self._file, self._local, self._start, self._trajectory)
         )
-        view._key = idx if self._key is None else self._key[idx]
         view._shape = (len(idx), *self._shape[1:])
         view._reset_handles()
         return view
 
     # reading ------------------------------------------------------------------------------------
-    def _read(self, idx, out=None):
+    def _read(self, idx, out=None, offsets=None, length=None):
+        """Frames ``offsets[k] : offsets[k] + length`` (default: all) of windows ``idx[k]``."""
         idx = np.asarray(idx, dtype=np.int64)
+        nf = self.n_frames if length is None else int(length)
         if out is None:
-            out = np.empty((len(idx), *self._shape[1:]), dtype=np.float32)
+            out = np.empty((len(idx), nf, *self._shape[2:]), dtype=np.float32)
         if len(idx) == 0:
             return out
-        # sort by (file, trajectory, start): windows of a trajectory become neighbours
-        order = np.argsort(idx if self._key is None else self._key[idx], kind="stable")
-        f, t, s = self._file[idx[order]], self._local[idx[order]], self._start[idx[order]]
-        nf = self.n_frames
+        start = self._start[idx].astype(np.int64)
+        if offsets is not None:
+            start += offsets
+        # sort by (file, trajectory, first frame): reads of a trajectory become neighbours
+        order = np.lexsort((start, self._local[idx], self._file[idx]))
+        f, t, s = self._file[idx[order]], self._local[idx[order]], start[order]
         # a new run of frames starts at a new file or trajectory, or after a gap of more than
         # max(n_frames, chunk length) frames; within a run every frame is read once
         new = np.ones(len(idx), dtype=bool)
@@ -515,12 +579,12 @@ class LazyWindows:
                 if f[a] != fi:
                     fi = f[a]
                     handle = self._handle(fi)
-                self._read_run(out, handle, t[a], s[a], s[b - 1] + nf, s[a:b], order[a:b])
+                self._read_run(out, handle, t[a], s[a], s[b - 1] + nf, s[a:b], order[a:b], nf)
         return out
 
-    def _read_run(self, out, handle, ti, r0, r1, starts, pos):
-        """Frames ``r0:r1`` of trajectory ``ti``, one read per field, cut into the windows."""
-        nf = self.n_frames
+    def _read_run(self, out, handle, ti, r0, r1, starts, pos, nf):
+        """Frames ``r0:r1`` of trajectory ``ti``, one read per field, cut into pieces of ``nf``
+        frames starting at ``starts`` (into ``out[pos]``)."""
         space = self._shape[2:-1]
         for p, k, comp, dest in self._plan:
             if self._direct and len(pos) == 1 and r1 - r0 == nf:
@@ -531,7 +595,7 @@ class LazyWindows:
             if comp is not None:
                 block = block[..., comp]
             for st, j in zip(starts, pos):
-                o = int(st) - r0
+                o = st - r0
                 out[j][..., dest] = block[o : o + nf]  # out[j] is a view
 
     # pickling -----------------------------------------------------------------------------------
