@@ -884,6 +884,19 @@ def test_lazy_windows_in_forked_dataloader_workers(tmp_path):
     np.testing.assert_array_equal(X[[3, 0]], eager[[3, 0]])  # the parent's handles still work
 
 
+@pytest.mark.slow
+def test_lazy_windows_in_spawned_dataloader_worker(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    b = _bunch_1d(n=4, T=12, nx=16)
+    path = write_well(b, tmp_path, "waves", n_trajectories_per_file=2)
+    X = load_well(path, n_frames=4, lazy=True).data
+    eager = np.asarray(X)
+    loader = DataLoader(X, batch_size=5, shuffle=False, num_workers=1, multiprocessing_context="spawn")
+    np.testing.assert_array_equal(torch.cat(list(loader)).numpy(), eager)
+
+
 def test_lazy_windows_after_fork_reopens(tmp_path):
     import multiprocessing as mp
 
