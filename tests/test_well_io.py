@@ -1195,3 +1195,62 @@ def test_tensor_and_vector_fields_in_1d(tmp_path):
     _check_well_format(_files(path)[0])
     np.testing.assert_array_equal(load_well(path, n_frames=6).data, b.data)
     _assert_matches_well_dataset(path, 2)
+
+
+_RSS_SCRIPT = """
+import sys
+import numpy as np
+from skphys.datasets import load_well, prefetch
+
+
+def peak_rss():  # this process' own peak (ru_maxrss would include the parent's, inherited across exec)
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+
+
+X = load_well(sys.argv[1], n_frames=16, stride=4, lazy=True).data
+EAGER = len(sys.argv) > 2
+X.read(np.arange(64))
+X.read_frames(np.arange(64), np.zeros(64, int), 8)
+before = peak_rss()
+batches = np.array_split(np.random.default_rng(0).permutation(len(X)), max(1, len(X) // 64))
+total = 0
+for batch in ([np.asarray(X)] if EAGER else prefetch(X.read(b) for b in batches)):
+    total += batch.nbytes
+for b in batches:
+    total += X.read_frames(b, np.zeros(len(b), int), 8).nbytes
+print(total, peak_rss() - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from /proc (Linux)")
+def test_lazy_reading_keeps_memory_bounded(tmp_path):
+    """Read every window of a dataset (and crops of each) in batches of 64 with prefetch in a fresh
+    process: its peak RSS grows by a few batches, not with the dataset (over 3x larger), since
+    data are read with preadv into the batch, not mapped or cached."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    b = _bunch_1d(n=2, T=128, nx=512)
+    b.data = rng.normal(size=(160, 128, 512, 1)).astype(np.float32)  # 42 MB
+    b.target = rng.uniform(size=(160, 2))
+    b.field_names = ["u"]
+    path = write_well(b, tmp_path, "big", n_trajectories_per_file=40)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+    def run(*extra):
+        res = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, path, *extra], capture_output=True, text=True, cwd=root, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return map(int, res.stdout.split())
+
+    total, growth = run()
+    assert total > 3 * b.data.nbytes  # every window read once (windows overlap: stride 4 < 16 frames)
+    # in flight at most: the consumer's batch, 2 queued, 1 being read, and one of crops
+    budget = 6 * 64 * 16 * 512 * 4
+    assert budget < b.data.nbytes / 3
+    assert growth < budget, (growth, budget)
+    _, eager_growth = run("eager")  # the measurement sees an in-memory copy
+    assert eager_growth > 2 * b.data.nbytes, eager_growth
