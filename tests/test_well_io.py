@@ -1254,3 +1254,28 @@ def test_lazy_reading_keeps_memory_bounded(tmp_path):
     assert growth < budget, (growth, budget)
     _, eager_growth = run("eager")  # the measurement sees an in-memory copy
     assert eager_growth > 2 * b.data.nbytes, eager_growth
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_reader_random_layouts_and_selections(tmp_path, seed):
+    """Random file splits, window lengths, strides and channel selections (partial and reordered
+    tensor components): read, read_frames and subset views equal slices of the written data."""
+    rng = np.random.default_rng(seed)
+    n, T = int(rng.integers(2, 7)), int(rng.integers(5, 14))
+    b = _bunch_tensor(n=n, T=T, seed=seed)
+    path = write_well(b, tmp_path, "a", n_trajectories_per_file=int(rng.integers(1, 4)))
+    nf, stride = int(rng.integers(1, T + 1)), int(rng.integers(1, 4))
+    sel = list(rng.permutation(b.field_names)[: int(rng.integers(1, 9))])
+    X = load_well(path, n_frames=nf, stride=stride, fields=sel, lazy=True).data
+    assert X.field_names == sel
+    ch = [b.field_names.index(c) for c in sel]
+    ref = np.stack([b.data[i, s : s + nf][..., ch] for i in range(n) for s in range(0, T - nf + 1, stride)])
+    for _ in range(5):
+        idx = rng.integers(0, len(X), int(rng.integers(1, 40)))
+        np.testing.assert_array_equal(X.read(idx), ref[idx])
+        length = int(rng.integers(1, nf + 1))
+        off = rng.integers(0, nf - length + 1, len(idx))
+        np.testing.assert_array_equal(X.read_frames(idx, off, length), np.stack([ref[i, o : o + length] for i, o in zip(idx, off)]))
+        sub = rng.permutation(len(X))[: int(rng.integers(1, len(X) + 1))]
+        j = rng.integers(0, len(sub), 10)
+        np.testing.assert_array_equal(X.subset(sub).read(j), ref[sub][j])
