@@ -21,6 +21,8 @@ _LAZY = {
     "write_well": "well",
     "load_well": "well",
     "LazyWindows": "well",
+    "shard_indices": "well",
+    "prefetch": "_prefetch",
     "SIMULATORS": "_registry",
     "make_system": "_registry",
 }
