@@ -152,7 +152,7 @@ def test_batch_size_must_divide_among_processes():
 
 
 _RSS_SCRIPT = r"""
-import resource, sys
+import sys
 import numpy as np, torch
 torch.set_num_threads(1)
 from skphys import DynamicsVAE
@@ -161,31 +161,53 @@ X, _ = load_well(sys.argv[1], n_frames=int(sys.argv[2]), lazy=True, return_X_y=T
 vae = DynamicsVAE(encoder_crop=(17, 17), decoder_crop=16, rollout_steps=3, hidden_channels=4,
                   encoder_widths=(4, 8, 8, 8), encoder_dilations=(1, 1, 2, 4), max_epochs=1, batch_size=8,
                   device="cpu", random_state=0)
+def peak_kb():  # this process's high-water mark (ru_maxrss would carry the parent's across exec)
+    with open("/proc/self/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmHWM")).split()[1])
+
+
 vae.fit(X[:16])  # warm-up: imports, allocator, first steps
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
+if len(sys.argv) > 3:
+    X = np.asarray(X[:])  # in memory: the test's control, which must exceed the budget
 vae.fit(X)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print("RSS_GROWTH_KB", after - before, "N", X.shape[0], "STATS", vae.latent_stats_["mu_variance"].shape)
+print("RSS_GROWTH_KB", peak_kb() - before, "N", X.shape[0], "STATS", vae.latent_stats_["mu_variance"].shape)
 """
 
 
 @pytest.mark.slow
 def test_dynamics_vae_fits_lazy_well_data_in_bounded_memory(tmp_path):
-    """A Well file 3x the allowed memory growth: fit and transform read it batch by batch."""
+    """Fit and transform read a lazy Well file batch by batch: the peak memory of a fit does not
+    grow with the file (4x more trajectories: the same growth, within a few MB), while holding the
+    data in memory grows it by the data's size.
+
+    glibc's malloc raises its mmap threshold as large blocks are freed, after which the freed
+    activations of thousands of small inference batches fragment the heap: without a fixed
+    threshold the peak grew by ~45 MB over 3600 lazily read trajectories although no data is
+    kept (measured; the same run with MALLOC_MMAP_THRESHOLD_ fixed grows by 1 MB). The test fixes
+    the threshold so that it measures what skphys keeps, not the allocator's heuristics."""
     from skphys.datasets import make_kuramoto_sivashinsky, write_well
 
     bunch = make_kuramoto_sivashinsky(2, n_points=64, length=50.0, n_frames=48, t_max=4.8, random_state=0)
-    n = 1200
     rng = np.random.default_rng(0)
-    bunch.data = rng.normal(size=(n, 48, 64, 1)).astype("float32")  # 14.7 MB per 1000 trajectories
-    bunch.target = rng.uniform(size=(n, 1))
-    write_well(bunch, tmp_path, "big")
-    size_mb = sum(p.stat().st_size for p in tmp_path.rglob("*.hdf5")) / 2**20
-    budget_mb = size_mb / 3
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(tmp_path / "datasets" / "big"), "48"], env=ENV,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RSS_GROWTH_KB")][0]
-    growth_mb = int(line.split()[1]) / 1024
-    assert f"N {n}" in line
-    assert growth_mb < budget_mb, f"peak RSS grew by {growth_mb:.1f} MB on a {size_mb:.1f} MB file"
+    sizes = {}
+    for name, n in (("small", 500), ("big", 2000)):  # 6 MB and 23 MB
+        bunch.data = rng.normal(size=(n, 48, 64, 1)).astype("float32")
+        bunch.target = rng.uniform(size=(n, 1))
+        write_well(bunch, tmp_path, name)
+        sizes[name] = sum(p.stat().st_size for p in (tmp_path / "datasets" / name).rglob("*.hdf5")) / 2**20
+
+    def growth(name, *control):
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(tmp_path / "datasets" / name), "48", *control],
+                             env={**ENV, "MALLOC_MMAP_THRESHOLD_": "65536"}, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RSS_GROWTH_KB")][0]
+        return int(line.split()[1]) / 1024
+
+    small, big = growth("small"), growth("big")
+    extra_data = sizes["big"] - sizes["small"]
+    assert big - small < extra_data / 4, (
+        f"the fit's peak memory grew by {small:.1f} MB on {sizes['small']:.1f} MB of data and by {big:.1f} MB on "
+        f"{sizes['big']:.1f} MB")
+    assert growth("big", "in-memory") - big > extra_data  # the measurement sees a copy of the data
