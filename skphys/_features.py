@@ -134,7 +134,9 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_channels_ * (3 + n_bins))
+        features : ndarray of shape (n_samples, n_features)
+            ``n_features_out_ = n_channels_ * (3 + n_bins)`` columns, named by
+            :meth:`get_feature_names_out`.
         """
         check_is_fitted(self)
         who = type(self).__name__
