@@ -68,6 +68,7 @@ def _skip_member(app, what, name, obj, skip, options):
 _LITERAL = re.compile(r"(``.*?``|`[^`]*`_{0,2})")
 _EMPHASIS = re.compile(r"(\*[^\s*](?:[^*]*?[^\s\\])?\*(?!\w))")
 _LONE_STAR = re.compile(r"(?<![\\*\w])\*(?=[^\s*])")
+_PARAM_HEADER = re.compile(r"^(\s*\*{0,2}\w+(?:, \*{0,2}\w+)*)(?= : |$)")
 _TRAILING_UNDERSCORE = re.compile(r"(?<![\w`:.~<|-])([A-Za-z][A-Za-z0-9_]*[A-Za-z0-9]_)(?![\w`])")
 
 
@@ -89,9 +90,12 @@ def _render_plain_text(app, what, name, obj, options, lines):
             block_indent = None
         if stripped.startswith((">>>", "...")) or not stripped:
             continue
+        header = _PARAM_HEADER.match(line)  # numpydoc "name : type": names stay as written
+        head, line = (header.group(1), line[header.end(1):]) if header else ("", line)
         parts = _LITERAL.split(line)
         # ". " inside inline code would end autosummary's one-sentence summary mid-literal
-        lines[i] = "".join(p.replace(". ", ".\u200b ") if j % 2 else _plain_text(p) for j, p in enumerate(parts))
+        lines[i] = head + "".join(p.replace(". ", ".\u200b ") if j % 2 else _plain_text(p)
+                                  for j, p in enumerate(parts))
         if stripped.endswith("::"):
             block_indent = indent
 
@@ -139,4 +143,4 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version", "theme-version"],
 }
-html_sidebars = {"index": [], "api": []}
+html_sidebars = {"index": [], "api": [], "auto_examples/*": [], "auto_examples/index": []}

@@ -50,7 +50,7 @@ def _pyplot():
 
 def _single_ax(ax: Axes | None) -> tuple[Axes, Figure]:
     if ax is None:
-        _, ax = _pyplot().subplots()
+        _, ax = _pyplot().subplots(layout="constrained")
     elif not hasattr(ax, "get_figure"):
         raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
     return ax, ax.get_figure()
@@ -424,7 +424,8 @@ class ParameterParityDisplay:
         if ax is None:
             cols = n_cols or min(n_targets, 4)
             rows = -(-n_targets // cols)
-            fig, grid = _pyplot().subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+            fig, grid = _pyplot().subplots(rows, cols, figsize=(3.8 * cols, 3.6 * rows), squeeze=False,
+                                           layout="constrained")
             axes = grid.ravel()
             for extra in axes[n_targets:]:
                 extra.set_visible(False)
