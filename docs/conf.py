@@ -2,7 +2,7 @@
 
 Build (from the repository root)::
 
-    pip install -e ".[docs]" && sphinx-build -W --keep-going -b html docs docs/_build/html
+    pip install torch==2.13.0 -e ".[docs]" && sphinx-build -W -b html docs docs/_build/html
 
 ``-D plot_gallery=0`` skips running the gallery examples (seconds instead of minutes).
 """
