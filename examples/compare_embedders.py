@@ -36,11 +36,12 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from skphys.utils import atomic_path, atomic_savefig, atomic_savez, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("jepa", "videomae", "vae", "features")
@@ -106,19 +107,6 @@ def log(msg):
 
 
 # ----------------------------------------------------------------------------- data
-def _atomic_savez(path, **arrays):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def simulate(system, n, cfg, seed, device, cache_dir):
     """Trajectories ``(n, T, size, size, C)``, targets ``(n, p)``, names, log10 columns (cached)."""
     from skphys.datasets import make_convection_diffusion, make_shear_flow
@@ -145,7 +133,7 @@ def simulate(system, n, cfg, seed, device, cache_dir):
     log(f"simulated {n} {system} trajectories {b.data.shape} in {time.perf_counter() - t0:.1f} s")
     X, y, names = b.data.astype(np.float32), np.asarray(b.target, float), list(b.target_names)
     if path is not None:
-        _atomic_savez(path, X=X, y=y, names=np.array(names), log10=np.array(log10, dtype=str))
+        atomic_savez(path, X=X, y=y, names=np.array(names), log10=np.array(log10, dtype=str), make_parents=True)
     return X, y, names, log10
 
 
@@ -171,7 +159,7 @@ def standardize_targets(y_train, y_test, names, log10):
 # ----------------------------------------------------------------------------- methods
 def make_embedder(method, cfg, seed, device, n_frames, spatial):
     """An unfitted embedder for ``method`` at the scale ``cfg``."""
-    from skphys._features import SpectralStatsFeatures
+    from skphys import SpectralStatsFeatures
 
     if method == "videomae":
         from skphys import VideoMAEEmbedder
@@ -333,41 +321,36 @@ def summarize(rows):
 
 
 def parity_plot(parity, path, title):
+    """One row of :class:`skphys.display.ParameterParityDisplay` panels per (system, method, seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from skphys.display import ParameterParityDisplay
 
     keys = list(parity)
     n_par = max(len(parity[k][2]) for k in keys)
     fig, axes = plt.subplots(len(keys), n_par, figsize=(3 * n_par, 3 * len(keys)), squeeze=False)
     for i, key in enumerate(keys):
         yt, yp, labels = parity[key]
-        for j in range(n_par):
-            ax = axes[i, j]
-            if j >= len(labels):
-                ax.axis("off")
-                continue
-            ax.scatter(yt[:, j], yp[:, j], s=6, alpha=0.6)
-            lo, hi = float(min(yt[:, j].min(), yp[:, j].min())), float(max(yt[:, j].max(), yp[:, j].max()))
-            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        for ax in axes[i, len(labels):]:
+            ax.axis("off")
+        disp = ParameterParityDisplay.from_predictions(
+            yt, yp, target_names=[f"{c} (standardized)" for c in labels], name=key[1], ax=axes[i, : len(labels)],
+            scatter_kwargs={"s": 6, "alpha": 0.6},
+        )
+        for j, ax in enumerate(disp.ax_):
             mse = float(((yt[:, j] - yp[:, j]) ** 2).mean())
             ax.set_title(f"{key[1]}: {labels[j]} (MSE {mse:.2f})", fontsize=8)
-            ax.set_xlabel("true (standardized)", fontsize=7)
-            ax.set_ylabel("predicted", fontsize=7)
+            ax.xaxis.label.set_fontsize(7)
+            ax.yaxis.label.set_fontsize(7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = str(path) + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path, text):
-    tmp = str(path) + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        atomic_savefig(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def record_to(out, name, table, notes):
@@ -437,7 +420,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or os.environ.get("SKPHYS_CACHE") or Path.home() / ".cache" / "skphys" / "examples"
     cache = None if str(cache).lower() == "none" else cache
-    from skphys._base import resolve_device
+    from skphys import resolve_device
 
     device = str(resolve_device(args.device))
     rows, parity = [], {}
@@ -446,8 +429,8 @@ def main(argv=None):
     def checkpoint():  # raw per-fit rows so far, replaced atomically after every fit
         import pandas as pd
 
-        pd.DataFrame(rows).to_csv(out / f"compare_{tag}_raw.csv.tmp", index=False)
-        os.replace(out / f"compare_{tag}_raw.csv.tmp", out / f"compare_{tag}_raw.csv")
+        with atomic_path(out / f"compare_{tag}_raw.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
 
     if args.well_root:
         tag = f"{tag}_well"
@@ -472,10 +455,10 @@ def main(argv=None):
     if not rows:
         raise SystemExit("no results: every method was skipped")
     df, summary, wide = summarize(rows)
-    summary.drop(columns="mse").to_csv(out / f"compare_{tag}_summary.csv.tmp", index=False)
-    os.replace(out / f"compare_{tag}_summary.csv.tmp", out / f"compare_{tag}_summary.csv")
+    with atomic_path(out / f"compare_{tag}_summary.csv") as tmp:
+        summary.drop(columns="mse").to_csv(tmp, index=False)
     table = wide.to_markdown(index=False)
-    _atomic_write_text(out / f"compare_{tag}.md", table + "\n")
+    atomic_write_text(out / f"compare_{tag}.md", table + "\n")
     notes = (f"scale {args.scale}; seeds {seeds}; probe windows {args.probe_windows}; "
              f"MSE on standardized targets (held-out split), "
              f"mean ± std over seeds; probe: AttentiveProbeRegressor {cfg['probe']}")

@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import compare_embedders as ce  # noqa: E402
 
+from skphys.utils import atomic_path, atomic_savefig, atomic_write_text  # noqa: E402
+
 FRACTIONS = (0.1, 0.5, 1.0)
 METHODS = ("jepa", "videomae")
 
@@ -84,7 +86,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or os.environ.get("SKPHYS_CACHE") or Path.home() / ".cache" / "skphys" / "examples"
     cache = None if str(cache).lower() == "none" else cache
-    from skphys._base import resolve_device
+    from skphys import resolve_device
 
     device = str(resolve_device(args.device))
 
@@ -93,7 +95,7 @@ def main(argv=None):
     y = np.concatenate([ytr, yte])
     split = PredefinedSplit(np.r_[np.full(len(Xtr), -1), np.zeros(len(Xte), int)])
 
-    rows, curves = [], {}
+    rows, curves, searches = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(tmp, verbose=0)
         for method in args.methods:
@@ -121,6 +123,7 @@ def main(argv=None):
                 scoring="neg_mean_squared_error", error_score="raise",
             )
             curves[method] = (sizes, -test_scores[:, 0])
+            searches[method] = search.cv_results_
             ce.log(f"{method}: grid search and learning curve done in {time.perf_counter() - t0:.0f} s")
 
     df = pd.DataFrame(rows)
@@ -129,11 +132,11 @@ def main(argv=None):
     wide.columns = [f"{int(round(100 * c))}% labels" for c in wide.columns]
     wide = wide.reset_index()
     tag = args.scale
-    df.drop(columns="mse").to_csv(out / f"label_efficiency_{tag}.csv.tmp", index=False)
-    os.replace(out / f"label_efficiency_{tag}.csv.tmp", out / f"label_efficiency_{tag}.csv")
+    with atomic_path(out / f"label_efficiency_{tag}.csv") as tmp_csv:
+        df.drop(columns="mse").to_csv(tmp_csv, index=False)
     table = wide.to_markdown(index=False)
-    ce._atomic_write_text(out / f"label_efficiency_{tag}.md", table + "\n")
-    _plot(curves, df, out / f"learning_curve_{tag}.png", f"{args.system} ({tag})")
+    atomic_write_text(out / f"label_efficiency_{tag}.md", table + "\n")
+    _plot(curves, searches, out / f"learning_curve_{tag}.png", f"{args.system} ({tag})")
     notes = (f"scale {tag}; system {args.system}; {len(Xtr)} training / {len(Xte)} held-out windows "
              f"({len(X_fit)} training trajectories); "
              f"GridSearchCV over probe__train_fraction {args.fractions} x probe__random_state {seeds} "
@@ -143,18 +146,18 @@ def main(argv=None):
     return df, curves
 
 
-def _plot(curves, df, path, title):
+def _plot(curves, searches, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from skphys.display import LabelEfficiencyDisplay
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for method, grp in df.groupby("method"):
-        axes[0].errorbar(grp["train_fraction"], grp["mse_mean"], yerr=grp["mse_std"], marker="o",
-                         capsize=3, label=method)
-    axes[0].set_xlabel("labelled fraction (probe__train_fraction)")
-    axes[0].set_ylabel("held-out MSE (standardized)")
+    for method, cv_results in searches.items():  # mean +- std over the probe seeds per fraction
+        LabelEfficiencyDisplay.from_cv_results(cv_results, param_name="probe__train_fraction", name=method,
+                                               score_name="held-out MSE (standardized)", ax=axes[0])
     axes[0].set_title("GridSearchCV cv_results_", fontsize=9)
     for method, (sizes, mse) in curves.items():
         axes[1].plot(sizes, mse, marker="o", label=method)
@@ -165,10 +168,10 @@ def _plot(curves, df, path, title):
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = str(path) + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_savefig(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -49,9 +48,7 @@ def main(argv=None):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from skphys import AttentiveProbeRegressor, JEPAEmbedder
-    from skphys._base import resolve_device
-    from skphys._features import SpectralStatsFeatures
+    from skphys import AttentiveProbeRegressor, JEPAEmbedder, SpectralStatsFeatures, resolve_device
     from skphys.datasets import make_shear_flow
 
     if args.threads == "auto":
@@ -132,24 +129,19 @@ def _parity_plot(path, z_true, preds, names):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4))
-    for j, ax in enumerate(np.atleast_1d(axes)):
-        lo, hi = z_true[:, j].min() - 0.5, z_true[:, j].max() + 0.5
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        for (label, z), marker in zip(preds, "os"):
-            ax.scatter(z_true[:, j], z[:, j], s=18, marker=marker, alpha=0.75, label=label)
-        ax.set(xlabel=f"true {names[j]} (standardized)", ylabel="predicted", title=names[j], xlim=(lo, hi), ylim=(lo, hi))
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    from skphys.display import ParameterParityDisplay
+    from skphys.utils import atomic_savefig
+
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
+    for (label, z), marker in zip(preds, "os"):
+        ParameterParityDisplay.from_predictions(
+            z_true, z, target_names=[f"{n} (standardized)" for n in names], name=label, ax=axes[0],
+            scatter_kwargs={"marker": marker, "s": 18},
+        )
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)  # never leave a half-written plot
+        atomic_savefig(fig, path, dpi=120, make_parents=True)  # never a half-written plot
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         plt.close(fig)
 
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(HERE.parent / "benchmarks"))
 from skphys import DynamicsVAE  # noqa: E402
 from skphys.datasets import make_convection_diffusion, make_kuramoto_sivashinsky, make_nonlinear_schrodinger  # noqa: E402
 from skphys.metrics import latent_r2, linear_fit  # noqa: E402
+from skphys.utils import atomic_pickle, atomic_savefig  # noqa: E402
 
 EXPECTED_RELEVANT = {"ks": 1, "nls": 1, "cd": 3}
 PAPER_R2 = {
@@ -207,35 +208,31 @@ def r2_rows(system, model, mu, sigma, y, names):
 
 
 def plot_figures(out, tag, model, fits):
+    """Fig. 2 (latent statistics) and the parity plots with 95% intervals (Figs. 3-5)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    st = model.latent_stats_
-    fig, ax = plt.subplots(figsize=(4, 3))
-    idx = np.arange(len(st["mu_variance"]))
-    ax.bar(idx - 0.2, st["mu_variance"], 0.4, label="var($\\mu_z$)", color="tab:blue")
-    ax.bar(idx + 0.2, st["mean_sigma2"], 0.4, label="mean $\\sigma_z^2$", color="tab:red")
-    ax.set_xticks(idx, [f"LP {i + 1}" for i in idx])
-    ax.set_title(f"{tag}: relevant {list(model.relevant_latents_ + 1)}")
-    ax.legend(fontsize=7)
+    from skphys.display import LatentStatisticsDisplay, ParameterParityDisplay
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    disp = LatentStatisticsDisplay.from_estimator(model, ax=ax)
+    disp.ax_.set_title(f"{tag}: {disp.ax_.get_title()}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / f"fig2_latents_{tag}.png", dpi=120)
+    atomic_savefig(fig, out / f"fig2_latents_{tag}.png", dpi=120)
     plt.close(fig)
     if not fits:
         return
-    fig, axes = plt.subplots(1, len(fits), figsize=(3.2 * len(fits), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(fits), figsize=(3.6 * len(fits), 3.4), squeeze=False)
     for ax, (name, (fit, y)) in zip(axes[0], fits.items()):
-        pred, err = fit["pred"][:, 0], 1.96 * fit["pred_std"][:, 0]
-        ax.errorbar(y, pred, yerr=err, fmt=".", ms=2, elinewidth=0.5, ecolor="lightblue", color="k")
-        lo, hi = float(np.min(y)), float(np.max(y))
-        ax.plot([lo, hi], [lo, hi], "r--", lw=0.8)
-        ax.set_xlabel(f"true {name}")
-        ax.set_ylabel(f"predicted {name}")
+        ParameterParityDisplay.from_predictions(
+            y, fit["pred"][:, 0], y_std=fit["pred_std"][:, 0], target_names=[name], ax=ax,
+            errorbar_kwargs={"fmt": ".", "ms": 2, "elinewidth": 0.5, "ecolor": "lightblue", "color": "k"},
+        )
     fig.suptitle(f"{tag} (bars: 95% intervals)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / f"parity_{tag}.png", dpi=120)
+    atomic_savefig(fig, out / f"parity_{tag}.png", dpi=120)
     plt.close(fig)
 
 
@@ -279,13 +276,7 @@ def run_one(system, noise, args, scale, out):
     mu, sigma = model.transform(test.data, return_std=True)
     rows, fits = r2_rows(system, model, mu, sigma, test.target, list(test.target_names))
     plot_figures(out, tag, model, fits)
-    tmp = out / f".model_{tag}.pkl.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(model, fh)
-        os.replace(tmp, out / f"model_{tag}.pkl")  # never a half-written model
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_pickle(model, out / f"model_{tag}.pkl")  # never a half-written model
     for r in rows:
         paper = PAPER_R2[(system, r["param"])][0 if noise == 0 else 1]
         r.update(

@@ -42,9 +42,10 @@ from vae_parameters import (  # noqa: E402
     simulate,
 )
 
-from skphys._base import resolve_device  # noqa: E402
-from skphys.datasets._spectral import ETDRK4  # noqa: E402
+from skphys import ETDRK4, resolve_device  # noqa: E402
+from skphys.display import RolloutErrorDisplay  # noqa: E402
 from skphys.metrics import rollout_rmse  # noqa: E402
+from skphys.utils import atomic_savefig, atomic_savez  # noqa: E402
 
 # ----------------------------------------------------------------------------- FD baseline
 
@@ -203,24 +204,21 @@ def cmd_rmse(args, scale, out):
     dx = float(test.coords[-1][1] - test.coords[-1][0])
     sub = baseline_substeps(system, float(test.dt))
     base = fd_etdrk4_rollout(system, X[:, 0], test.target, dx, float(test.dt), n_steps, args.device, substeps=sub)
-    r_model = rollout_rmse(X[:, 1:], pred)
-    r_base = rollout_rmse(X[:, 1:], base)
     fig, ax = plt.subplots(figsize=(4.5, 3))
+    disp = RolloutErrorDisplay.from_predictions(
+        X[:, 1:], {"DynamicsVAE": pred}, y_baseline=base, baseline_name="FD + ETDRK4 (true params)",
+        horizon=model.rollout_steps_, ax=ax, baseline_kwargs={"color": "r"},
+    )
+    r_model, r_base = disp.lines_[0].get_ydata(), disp.baseline_line_.get_ydata()
     t = np.arange(1, n_steps + 1)
-    ax.plot(t, r_model, label="DynamicsVAE")
-    ax.plot(t, r_base, "r--", label="FD + ETDRK4 (true params)")
-    ax.axvline(model.rollout_steps_, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("time step")
-    ax.set_ylabel("RMSE")
     ax.set_title(f"{system}: rollout RMSE")
-    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / f"fig6_rmse_{system}.png", dpi=120)
+    atomic_savefig(fig, out / f"fig6_rmse_{system}.png", dpi=120)
     plt.close(fig)
     marks = sorted({1, model.rollout_steps_, n_steps // 2, n_steps} & set(t.tolist()))
     lines = ["| system | step | model RMSE | FD-ETDRK4 RMSE |", "|---|---|---|---|"]
     lines += [f"| {system} | {s} | {r_model[s - 1]:.4g} | {r_base[s - 1]:.4g} |" for s in marks]
-    np.savez(out / f"fig6_rmse_{system}.npz", model=r_model, baseline=r_base)
+    atomic_savez(out / f"fig6_rmse_{system}.npz", model=r_model, baseline=r_base)
     record(
         "vae_rollout", "\n".join(lines),
         f"scale={scale}; {len(X)} test trajectories; training horizon {model.rollout_steps_} steps; "
@@ -260,7 +258,16 @@ def cmd_wall(args, scale, out):
     axes[0].set_ylabel("t")
     fig.subplots_adjust(bottom=0.2)
     fig.colorbar(im, ax=axes, shrink=0.8)
-    fig.savefig(out / "fig11_walls.png", dpi=120)
+    atomic_savefig(fig, out / "fig11_walls.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    RolloutErrorDisplay.from_predictions(
+        X[:, 1:], {"constant (wall) padding": wall, "periodic padding (wrong BC)": periodic},
+        horizon=model.rollout_steps_, ax=ax,
+    )
+    ax.set_title("KS with walls: rollout RMSE")
+    fig.tight_layout()
+    atomic_savefig(fig, out / "fig11_walls_rmse.png", dpi=120)
     plt.close(fig)
     marks = sorted({1, model.rollout_steps_, n_steps // 4, n_steps // 2} & set(range(1, n_steps + 1)))
     lines = ["| step | RMSE, constant (wall) padding | RMSE, periodic padding (wrong BC) |", "|---|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -19,7 +20,10 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
 
     A fixed (non-learned) featurisation of trajectories, meant as an honest baseline for learned
     embeddings: put it in a :class:`~sklearn.pipeline.Pipeline` with
-    :class:`~sklearn.linear_model.Ridge` or a random forest.
+    :class:`~sklearn.linear_model.Ridge` or a random forest. Every comparison in skphys's
+    examples prints this baseline beside the learned embeddings, because on clean simulated data
+    the power spectrum alone often reads the viscosity or diffusivity off directly; when it wins,
+    self-supervision is not worth it on that data.
 
     For each channel ``c`` the features are
 
@@ -47,13 +51,34 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
     n_features_out_ : int
         ``n_channels_ * (3 + n_bins)``.
 
+    See Also
+    --------
+    skphys.JEPAEmbedder : A learned embedding to compare against.
+
     Examples
     --------
     >>> import numpy as np
-    >>> from skphys._features import SpectralStatsFeatures
+    >>> from skphys import SpectralStatsFeatures
     >>> X = np.random.default_rng(0).normal(size=(4, 8, 16, 16, 2)).astype("float32")
     >>> SpectralStatsFeatures(n_bins=4).fit_transform(X).shape
     (4, 14)
+
+    As a baseline regressor: the diffusivity of 1-D heat-equation trajectories is read off the
+    decay of their power spectrum.
+
+    >>> from sklearn.linear_model import RidgeCV
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> rng = np.random.default_rng(0)
+    >>> D = rng.uniform(0.5, 2.0, size=60)                     # diffusivities
+    >>> k = 2 * np.pi * np.fft.rfftfreq(32)                     # wavenumbers of a 32-point grid
+    >>> t = 0.05 * np.arange(10)                                # 10 frames
+    >>> u0 = np.fft.rfft(rng.normal(size=(60, 32)), axis=-1)
+    >>> u = np.fft.irfft(u0[:, None] * np.exp(-D[:, None, None] * k**2 * t[:, None]), n=32)
+    >>> X = u[..., None].astype("float32")                     # (n, T, n_points, 1)
+    >>> model = make_pipeline(SpectralStatsFeatures(n_bins=4), StandardScaler(), RidgeCV())
+    >>> model.fit(X[:40], D[:40]).score(X[40:], D[40:]) > 0.9
+    True
     """
 
     _parameter_constraints = {
@@ -61,13 +86,25 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
         "n_bins": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_frames=None, n_bins=8):
+    def __init__(self, n_frames: int | None = None, n_bins: int = 8) -> None:
         self.n_frames = n_frames
         self.n_bins = n_bins
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Record the channel count and spatial shape of ``X`` (n, T, *space, C)."""
+    def fit(self, X: ArrayLike, y: object = None) -> SpectralStatsFeatures:
+        """Record the channel count and spatial shape of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, T, \\*space, C)
+            Trajectories (1-D or 2-D space), or a lazy array-like.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SpectralStatsFeatures
+        """
         X = check_trajectories(X, min_frames=self.n_frames or 2, estimator=type(self).__name__)
         self.n_channels_ = X.shape[-1]
         self.spatial_shape_ = tuple(X.shape[2:-1])
@@ -87,8 +124,20 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
         idx[(k <= 0) | (k > 0.5)] = -1  # drop the mean and the corner modes
         return idx.ravel()
 
-    def transform(self, X):
-        """Features of shape ``(n_samples, n_channels * (3 + n_bins))``."""
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Compute the features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, T, \\*space, C)
+            Trajectories with the channels and spatial shape seen in ``fit``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features)
+            ``n_features_out_ = n_channels_ * (3 + n_bins)`` columns, named by
+            :meth:`get_feature_names_out`.
+        """
         check_is_fitted(self)
         who = type(self).__name__
         X = check_trajectories(
@@ -124,7 +173,7 @@ class SpectralStatsFeatures(TransformerMixin, BaseEstimator):
             out.append(feats.reshape(len(b), -1))
         return np.concatenate(out).astype(np.float64)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names ``ch{c}_mean``, ``ch{c}_std``, ``ch{c}_dt_std``, ``ch{c}_logpow_k{i}``."""
         check_is_fitted(self)
         names = []

@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["latent_statistics", "relevant_latents", "latent_r2", "linear_fit", "rollout_rmse"]
 
 
-def _as_2d(a, name):
+def _as_2d(a: ArrayLike, name: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
@@ -27,17 +28,34 @@ def _as_2d(a, name):
     return a
 
 
-def latent_statistics(mu, sigma):
+def latent_statistics(mu: ArrayLike, sigma: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Variance of the latent means across samples and the mean latent variance.
 
     Parameters
     ----------
-    mu, sigma : array-like (n_samples, n_latents)
+    mu, sigma : array-like of shape (n_samples, n_latents)
         Latent means and standard deviations (e.g. ``DynamicsVAE.transform(X, return_std=True)``).
 
     Returns
     -------
-    mu_variance, mean_sigma2 : ndarray (n_latents,)
+    mu_variance : ndarray of shape (n_latents,)
+        Variance of each latent's mean across samples.
+    mean_sigma2 : ndarray of shape (n_latents,)
+        Mean of each latent's variance ``sigma^2`` over samples.
+
+    See Also
+    --------
+    relevant_latents : Latents whose ratio of the two exceeds a threshold.
+    skphys.display.LatentStatisticsDisplay : Plot of both per latent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    >>> sigma = np.array([[0.1, 1.0], [0.1, 1.0]])
+    >>> mu_variance, mean_sigma2 = latent_statistics(mu, sigma)
+    >>> mu_variance.tolist(), mean_sigma2.round(3).tolist()
+    ([1.0, 0.0], [0.01, 1.0])
     """
     mu = _as_2d(mu, "mu")
     sigma = _as_2d(sigma, "sigma")
@@ -48,7 +66,7 @@ def latent_statistics(mu, sigma):
     return mu.var(axis=0), (sigma**2).mean(axis=0)
 
 
-def relevant_latents(mu, sigma, threshold=1.0):
+def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0) -> np.ndarray:
     """Indices of the relevant latents, most informative first.
 
     A latent is relevant when its means vary across samples more than its own uncertainty:
@@ -56,9 +74,17 @@ def relevant_latents(mu, sigma, threshold=1.0):
     ``sigma ~ 1`` or somewhat less), so their ratio is far below 1; informative ones have
     ``var(mu) ~ 1`` and ``sigma^2 << 1``.
 
+    Parameters
+    ----------
+    mu, sigma : array-like of shape (n_samples, n_latents)
+        Latent means and standard deviations.
+    threshold : float, default=1.0
+        Smallest ratio ``var(mu) / mean(sigma^2)`` of a relevant latent.
+
     Returns
     -------
-    ndarray of int, sorted by decreasing ratio.
+    indices : ndarray of int
+        Sorted by decreasing ratio.
 
     Examples
     --------
@@ -75,27 +101,42 @@ def relevant_latents(mu, sigma, threshold=1.0):
     return idx[np.argsort(-ratio[idx], kind="stable")]
 
 
-def _r2(y, pred):
+def _r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     ss_res = ((y - pred) ** 2).sum(axis=0)
     ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
     return 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
 
 
-def linear_fit(latents, y, sigma=None):
+def linear_fit(latents: ArrayLike, y: ArrayLike, sigma: ArrayLike | None = None) -> dict[str, np.ndarray]:
     """Least-squares fit ``y ~ latents @ A + b`` with the predictions' propagated uncertainty.
 
     Parameters
     ----------
-    latents : array-like (n_samples, k) or (n_samples,)
-    y : array-like (n_samples, n_params) or (n_samples,)
-    sigma : array-like like ``latents``, optional
+    latents : array-like of shape (n_samples, k) or (n_samples,)
+    y : array-like of shape (n_samples, n_params) or (n_samples,)
+    sigma : array-like of the shape of ``latents``, default=None
         Latent standard deviations; the prediction's std is ``sqrt(sum_j (A_jp sigma_j)^2)``
         (use ``1.96 *`` that for the 95% intervals of the paper's parity plots).
 
     Returns
     -------
-    dict with ``pred`` (n_samples, n_params), ``coef`` (k, n_params), ``intercept`` (n_params,),
-    ``r2`` (n_params,) and, with ``sigma``, ``pred_std`` (n_samples, n_params).
+    fit : dict
+        ``pred`` (n_samples, n_params), ``coef`` (k, n_params), ``intercept`` (n_params,),
+        ``r2`` (n_params,) and, with ``sigma``, ``pred_std`` (n_samples, n_params).
+
+    See Also
+    --------
+    skphys.display.ParameterParityDisplay : Parity plot of ``pred`` with intervals from ``pred_std``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> fit = linear_fit(z, 2 * z + 1, sigma=np.full(4, 0.1))
+    >>> fit["coef"].round(6).tolist(), fit["intercept"].round(6).tolist(), fit["r2"].tolist()
+    ([[2.0]], [1.0], [1.0])
+    >>> fit["pred_std"][:, 0].round(6).tolist()   # |A| * sigma
+    [0.2, 0.2, 0.2, 0.2]
     """
     Z = _as_2d(latents, "latents")
     Y = _as_2d(y, "y")
@@ -116,18 +157,22 @@ def linear_fit(latents, y, sigma=None):
     return out
 
 
-def latent_r2(latents, y, multivariate=False):
+def latent_r2(latents: ArrayLike, y: ArrayLike, multivariate: bool = False) -> np.ndarray:
     """Linear-fit R^2 of latents against true parameters.
 
     Parameters
     ----------
-    latents : array-like (n_samples, k)
+    latents : array-like of shape (n_samples, k)
         Usually the relevant latents, ``mu[:, model.relevant_latents_]``.
-    y : array-like (n_samples, n_params) or (n_samples,)
+    y : array-like of shape (n_samples, n_params) or (n_samples,)
     multivariate : bool, default=False
         ``False``: one fit per (latent, parameter) pair, returning a ``(k, n_params)`` matrix
         (the paper's Table II). ``True``: one multivariate fit per parameter on all ``k``
         latents, returning ``(n_params,)`` (used for a rotated subspace, e.g. vx and vy).
+
+    Returns
+    -------
+    r2 : ndarray of shape (k, n_params) or (n_params,)
 
     Examples
     --------
@@ -146,7 +191,7 @@ def latent_r2(latents, y, multivariate=False):
     return np.stack([linear_fit(Z[:, j], Y)["r2"] for j in range(Z.shape[1])])
 
 
-def rollout_rmse(y_true, y_pred, time_axis=1):
+def rollout_rmse(y_true: ArrayLike, y_pred: ArrayLike, time_axis: int = 1) -> np.ndarray:
     """Root-mean-square prediction error at each time step, averaged over samples.
 
     For each sample and step the RMSE is taken over space and channels; the result is the mean
@@ -154,12 +199,17 @@ def rollout_rmse(y_true, y_pred, time_axis=1):
 
     Parameters
     ----------
-    y_true, y_pred : array-like (n_samples, n_steps, *space, C)
+    y_true, y_pred : array-like of shape (n_samples, n_steps, \\*space, C)
     time_axis : int, default=1
+        Axis of the time steps.
 
     Returns
     -------
-    ndarray (n_steps,)
+    rmse : ndarray of shape (n_steps,)
+
+    See Also
+    --------
+    skphys.display.RolloutErrorDisplay : Plot of the RMSE per step against a baseline.
 
     Examples
     --------
