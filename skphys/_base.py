@@ -422,7 +422,7 @@ class TorchEstimatorBase(TorchEstimatorMixin, BaseEstimator):
         from skorch.history import History
 
         from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-        from ._distributed import DistributedContext, distributed_context
+        from ._distributed import distributed_context
         from ._training import StepRunner, fit_loop, step_seed
 
         who = type(self).__name__

@@ -12,9 +12,7 @@ to be corrupt, the error names it and the one before it is still there.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,19 +28,12 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj, path):
-    """``torch.save(obj, path)`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """``torch.save(obj, path)`` through :func:`skphys.utils.atomic_path` (temporary file in the
+    same directory, fsync, rename)."""
+    from .utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _checkpoints(directory):
@@ -65,7 +56,8 @@ def latest_checkpoint(directory):
 
 def save_checkpoint(directory, state, epoch, step):
     """Write ``state`` as the checkpoint of ``(epoch, step)``; keep the two newest; remove
-    temporary files that a killed writer left behind."""
+    temporary files that a killed writer left behind (a directory has one writer: rank 0 of one
+    fit)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"epoch-{epoch:06d}-step-{step:06d}.pt"
@@ -73,10 +65,9 @@ def save_checkpoint(directory, state, epoch, step):
     for old in _checkpoints(directory)[:-_KEEP]:
         with contextlib.suppress(OSError):
             old.unlink()
-    for tmp in directory.glob(".epoch-*.tmp"):
-        if tmp.stat().st_mtime < path.stat().st_mtime - 60:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    for tmp in directory.glob(".epoch-*.tmp*"):  # left by a writer killed mid-write (one writer per directory)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return path
 
 

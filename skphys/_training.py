@@ -25,7 +25,6 @@ number of processes nor on where a run was interrupted and resumed.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import threading

@@ -12,6 +12,9 @@ are killed mid-write therefore never leave a truncated pickle, CSV, array or fig
 - :func:`atomic_pickle`: any picklable object, e.g. a fitted estimator.
 - :func:`atomic_savez`: numpy arrays (``.npz``).
 - :func:`atomic_savefig`: matplotlib figures (the format follows the file's extension).
+
+And for scripts that run under ``torchrun``: :func:`is_main_process`, so that only one process
+prints and writes the script's results.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "atomic_pickle",
     "atomic_savez",
     "atomic_savefig",
+    "is_main_process",
 ]
 
 StrPath = str | os.PathLike
@@ -308,3 +312,26 @@ def atomic_savefig(fig: Any, path: StrPath, *, make_parents: bool = False, **sav
     with atomic_path(path, make_parents=make_parents) as tmp:
         fig.savefig(tmp, **savefig_kwargs)
     return Path(path)
+
+
+def is_main_process() -> bool:
+    """True in the process that should print and write a script's results.
+
+    Under ``torchrun`` (or any initialized ``torch.distributed`` group) that is global rank 0;
+    in a plain Python process it is the process itself. skphys estimators already show progress
+    and write checkpoints on rank 0 only; scripts use this for their own output.
+
+    Examples
+    --------
+    >>> from skphys.utils import is_main_process
+    >>> is_main_process()  # not launched by torchrun
+    True
+    """
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return int(os.environ.get("RANK", "0")) == 0

@@ -64,8 +64,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_fit(tmp_path, uninterrupted):
     _wait_for(ckpt, "epoch-000003-step-000000.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    files = sorted(p.name for p in ckpt.iterdir())
-    complete = [f for f in files if f.endswith(".pt")]
+    complete = sorted(p.name for p in ckpt.glob("epoch-*.pt"))
     assert complete and len(complete) <= 2
     for f in complete:  # every visible checkpoint is whole
         torch.load(ckpt / f, weights_only=True)
@@ -75,7 +74,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_fit(tmp_path, uninterrupted):
     # at most one epoch is lost: the resumed run trains only the epochs after the checkpoint
     assert text.count("[DynamicsVAE] epoch") == EPOCHS - killed_at
     _assert_same(torch.load(tmp_path / "b.pt"), uninterrupted)
-    assert not [p for p in ckpt.iterdir() if not p.name.endswith(".pt")]  # no temporary file left
+    assert not list(ckpt.glob(".*"))  # no temporary file left
 
 
 def test_sigterm_writes_a_checkpoint_and_the_resumed_fit_is_the_same(tmp_path, uninterrupted):

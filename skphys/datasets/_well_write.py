@@ -313,15 +313,10 @@ def _write_file(path, p, sl, name, fields, progress=None):
 
 
 def _atomic_yaml(path, content):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".stats.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(content, fh, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    from ..utils import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        yaml.safe_dump(content, fh, sort_keys=True)
 
 
 def write_well(bunch, root, name, split="train", n_trajectories_per_file=None, overwrite=False, progress=False):
