@@ -210,3 +210,18 @@ def test_dynamics_vae_fits_lazy_well_data_in_bounded_memory(tmp_path):
         f"the fit's peak memory grew by {small:.1f} MB on {sizes['small']:.1f} MB of data and by {big:.1f} MB on "
         f"{sizes['big']:.1f} MB")
     assert growth("big", "in-memory") - big > extra_data  # the measurement sees a copy of the data
+
+
+def test_inference_on_another_device_leaves_the_fitted_module_alone():
+    import pickle
+
+    est, X, _ = w.make("vae")
+    est.set_params(max_epochs=1).fit(X)
+    before = {k: v.clone() for k, v in est.module_.state_dict().items()}
+    other = est._module_on("module_", torch.device("meta"))  # as transform does for a GPU
+    assert other is not est.module_ and next(other.parameters()).device.type == "meta"
+    assert next(est.module_.parameters()).device.type == "cpu"
+    assert est._module_on("module_", torch.device("meta")) is other  # copied once
+    for k, v in est.module_.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert "_runtime_modules" not in pickle.loads(pickle.dumps(est)).__dict__
