@@ -240,7 +240,7 @@ def test_navier_stokes_perturbed_mode_energy_decay_with_nonlinearity():
 
 def test_shear_flow_divergence_free_tracer_mean_and_fields():
     b = make_shear_flow(2, n_points=(32, 32), n_frames=6, t_max=3.0, reynolds=[500.0, 2000.0], random_state=0, **CPU)
-    assert b.field_names == ["tracer", "pressure", "vx", "vy"]
+    assert b.field_names == ["tracer", "pressure", "velocity_x", "velocity_y"]
     assert b.target_names == ["reynolds", "schmidt"] and b.data.shape == (2, 6, 32, 32, 4)
     X = b.data.astype(float)
     ly, lx = 1.0, 1.0
