@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .active_matter import make_active_matter
 from .convection_diffusion import make_convection_diffusion
 from .kuramoto_sivashinsky import make_kuramoto_sivashinsky
 from .nonlinear_schrodinger import make_nonlinear_schrodinger
@@ -17,6 +18,7 @@ SIMULATORS = {
     "convection_diffusion": make_convection_diffusion,
     "shear_flow": make_shear_flow,
     "rayleigh_benard": make_rayleigh_benard,
+    "active_matter": make_active_matter,
 }
 
 
@@ -27,7 +29,7 @@ def make_system(name, n_samples=100, **kwargs):
     ----------
     name : str
         ``"kuramoto_sivashinsky"``, ``"nonlinear_schrodinger"``, ``"convection_diffusion"``,
-        ``"shear_flow"`` or ``"rayleigh_benard"``.
+        ``"shear_flow"``, ``"rayleigh_benard"`` or ``"active_matter"``.
     n_samples : int, default=100
     **kwargs
         Passed to the simulator (see its docstring); an unknown keyword raises ``TypeError``.
