@@ -277,6 +277,7 @@ SMALL = {
     "convection_diffusion": dict(n_points=8, n_frames=3),
     "shear_flow": dict(n_points=(8, 8), n_frames=3, t_max=0.1),
     "rayleigh_benard": dict(n_points=(9, 16), n_frames=3, t_max=1.0, length=2.0, perturbation=1e-2),
+    "active_matter": dict(n_points=16, n_frames=3, t_max=0.3),
 }
 # boundary conditions other than periodic, per system
 WALLS = {"rayleigh_benard": {"y": "wall"}}
@@ -315,7 +316,7 @@ def test_noise_level(name):
     clean = make_system(name, 4, random_state=0, return_X_y=True, **kw)[0].astype(float)
     noisy = make_system(name, 4, random_state=0, noise=0.1, return_X_y=True, **kw)[0].astype(float)
     diff = (noisy - clean).reshape(-1, clean.shape[-1])
-    if name in ("shear_flow", "rayleigh_benard"):  # relative to each channel's RMS
+    if name in ("shear_flow", "rayleigh_benard", "active_matter"):  # relative to each channel's RMS
         expected = 0.1 * np.sqrt((clean.reshape(-1, clean.shape[-1]) ** 2).mean(0))
     else:
         expected = np.full(clean.shape[-1], 0.1)
@@ -370,7 +371,7 @@ def test_bad_n_samples_and_unknown_system():
         make_kuramoto_sivashinsky(0)
     with pytest.raises(TypeError, match="n_samples"):
         make_convection_diffusion(2.0)
-    with pytest.raises(ValueError, match="known systems: convection_diffusion, kuramoto_sivashinsky"):
+    with pytest.raises(ValueError, match="known systems: active_matter, convection_diffusion, kuramoto_sivashinsky"):
         make_system("lorenz", 2)
 
 
@@ -384,7 +385,7 @@ def test_blow_up_is_reported():
 @pytest.mark.parametrize(
     "module",
     ["kuramoto_sivashinsky", "nonlinear_schrodinger", "convection_diffusion", "shear_flow", "rayleigh_benard",
-     "_registry"],
+     "active_matter", "_registry"],
 )
 def test_docstring_examples(module):
     import importlib

@@ -92,7 +92,8 @@ class _ActiveMatter:
         self.alpha = torch.as_tensor(alpha, dtype=rdtype, device=device).reshape(-1, 1, 1)
         self.zeta = torch.as_tensor(zeta, dtype=rdtype, device=device).reshape(-1, 1, 1)
         self.beta, self.d_t, self.d_r = float(beta), float(d_t), float(d_r)
-        self.stokes_tol, self.stokes_iter = stokes_tol, stokes_iter
+        # the fixed point can be approached to round-off only: in single precision to ~1e-6
+        self.stokes_tol, self.stokes_iter = max(stokes_tol, 50 * torch.finfo(rdtype).eps), stokes_iter
         self.table = torch.as_tensor(_G_TABLE, dtype=rdtype, device=device)
         self.rdtype = rdtype
         self.u_last = None
