@@ -156,7 +156,7 @@ def test_make_active_matter_contract():
     assert b.data.shape == (3, 3, 16, 16, 11) and len(b.field_names) == 11
     assert b.field_names[3:7] == ["D_xx", "D_xy", "D_yx", "D_yy"] and b.field_names[1:3] == ["velocity_x", "velocity_y"]
     assert b.target_names == ["alpha", "zeta"]
-    assert np.all((b.target[:, 0] >= -5) & (b.target[:, 0] <= -1) & (b.target[:, 1] >= 1) & (b.target[:, 1] <= 5))
+    assert np.all((b.target[:, 0] >= -4) & (b.target[:, 0] <= -1) & (b.target[:, 1] >= 1) & (b.target[:, 1] <= 1.5))
     X2, y2 = make_system("active_matter", 3, n_points=16, n_frames=3, t_max=0.3, random_state=0, device="cpu",
                          chunk_size=2, return_X_y=True)
     np.testing.assert_allclose(X2, b.data, atol=1e-6)

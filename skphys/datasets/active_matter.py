@@ -243,8 +243,8 @@ def make_active_matter(
     *,
     alpha=None,
     zeta=None,
-    alpha_range=(-5.0, -1.0),
-    zeta_range=(1.0, 5.0),
+    alpha_range=(-4.0, -1.0),
+    zeta_range=(1.0, 1.5),
     beta=0.8,
     translational_diffusion=0.05,
     rotational_diffusion=0.25,
@@ -279,12 +279,14 @@ def make_active_matter(
         Active dipole strength (negative: pushers). None draws it uniformly from ``alpha_range``.
     zeta : None, float or array-like of shape (n_samples,), default=None
         Steric alignment strength (>= 0). None draws it uniformly from ``zeta_range``.
-    alpha_range : (float, float), default=(-5.0, -1.0)
-        The Well's range.
-    zeta_range : (float, float), default=(1.0, 5.0)
-        The Well's range is 1 to 17; at its top the nematic defect cores (size
-        ``sqrt(d_T / (zeta - 4 d_R))``, 0.06 at zeta 17) need The Well's 256 points per 10 length
-        units. The default 64-point grid resolves zeta up to 5 (docs/simulators.md).
+    alpha_range : (float, float), default=(-4.0, -1.0)
+        Inside The Well's range (-5 to -1).
+    zeta_range : (float, float), default=(1.0, 1.5)
+        The bottom of The Well's range (1 to 17). The defaults are what the default 64-point
+        grid resolves: less than 1e-3 of the variance of ``D_xy`` and ``E_xy`` in the outer third
+        of the dealiased band up to t = 20 at (alpha, zeta) = (-4, 1.5) and (-5, 1), but 1.6e-3
+        to 7e-3 at (-3, 2), (-5, 2), (-3, 3) and (-5, 3) (docs/simulators.md). Stronger activity
+        and alignment make finer structures; use a finer grid (The Well: 256 points) for them.
     beta : float, default=0.8
         Constraint-stress coefficient (The Well: 0.8).
     translational_diffusion, rotational_diffusion : float, default=0.05, 0.25
