@@ -275,13 +275,6 @@ class _RBSolver:
         return float((f[:, 2].abs() / dx + f[:, 3].abs() / dz).amax())
 
 
-def _random_perturbation(rng, n_samples, amplitude, lx, n_modes=(8, 4)):
-    """Coefficients of a smooth random buoyancy perturbation (resolution independent)."""
-    mx, mz = n_modes
-    coef = rng.standard_normal((n_samples, 2, mx, mz))
-    return coef, amplitude
-
-
 def _perturbation_field(coef, amplitude, z, x, lx):
     """sum_{m, n} (a cos + b sin)(2 pi m x / Lx) sin(pi n z), scaled to RMS ``amplitude``."""
     _, _, mx, mz = coef.shape
@@ -437,7 +430,8 @@ def make_rayleigh_benard(
         raise ValueError("rayleigh_range and prandtl_range must be > 0")
     ra = sim.loguniform(rayleigh, "rayleigh", rayleigh_range)
     pr = sim.loguniform(prandtl, "prandtl", prandtl_range)
-    coef, amp = _random_perturbation(sim.rng, sim.n_samples, perturbation, length)
+    # coefficients of the initial perturbation (modes m <= 8 in x, n <= 4 in y; grid independent)
+    coef = sim.rng.standard_normal((sim.n_samples, 2, 8, 4))
 
     x = np.arange(nx) * (length / nx)
     y = np.linspace(0.0, 1.0, ny)
@@ -448,7 +442,7 @@ def make_rayleigh_benard(
     def simulate_chunk(start, stop, bar):
         nu, ka = np.sqrt(pr[start:stop] / ra[start:stop]), 1.0 / np.sqrt(ra[start:stop] * pr[start:stop])
         solver = _RBSolver(nz, nx, length, nu, ka, sim.device, sim.rdtype, sim.cdtype)
-        state = solver.initial_state(_perturbation_field(coef[start:stop], amp, z_cheb, x, length))
+        state = solver.initial_state(_perturbation_field(coef[start:stop], perturbation, z_cheb, x, length))
         frames = torch.empty((stop - start, n_frames, ny, nx, 4), dtype=torch.float32, device=sim.device)
 
         def store(i, f):
