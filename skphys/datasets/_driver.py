@@ -77,11 +77,6 @@ class Driver:
 
         return self.parameter(value, name, lambda rng, n: C.sample_loguniform(rng, n, bounds), check)
 
-    def tensor(self, values, *, trailing=0, dtype=None):
-        """``values`` on the device, with ``trailing`` singleton axes appended (for broadcasting)."""
-        t = torch.as_tensor(np.asarray(values), dtype=dtype or self.rdtype, device=self.device)
-        return t.reshape(t.shape + (1,) * trailing)
-
     # ------------------------------------------------------------------ integration
     def run(self, simulate_chunk, *, n_frames, frame_shape, bytes_per_sample, elements_per_sample, chunk_size=None):
         """Simulate all trajectories chunk by chunk.
