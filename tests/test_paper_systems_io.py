@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from the_well.data import WellDataset
 
-from skphys.datasets import make_system, write_well
+from skphys.datasets import load_well, make_system, write_well
 from skphys.datasets.__main__ import main
 
 TINY = {
@@ -47,6 +47,13 @@ def test_round_trip_through_the_well(tmp_path, name):
         np.testing.assert_allclose(sample["space_grid"].numpy()[:, 0, 0], b.coords[0], rtol=1e-6)
     else:
         assert bc.tolist() == [[2, 2], [2, 2]]
+    # and back through skphys' own reader: same channels (by name), parameters, walls and grid
+    back = load_well(path, n_frames=5)
+    assert sorted(back.field_names) == sorted(b.field_names) and back.target_names == b.target_names
+    np.testing.assert_array_equal(back.data[..., [back.field_names.index(n) for n in b.field_names]], b.data)
+    np.testing.assert_allclose(back.target, b.target, rtol=1e-12)
+    assert back.boundary_conditions == dict(b.boundary_conditions)
+    np.testing.assert_allclose(back.coords[0], b.coords[0])
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
