@@ -239,3 +239,24 @@ def test_nusselt_converges_under_resolution():
     err = [abs(nus[0] - nus[2]), abs(nus[1] - nus[2])]
     print("Nu on 13x24, 17x32, 25x48:", nus)
     assert err[1] < 0.3 * err[0] and err[1] < 0.01 * nus[2], nus
+
+
+def test_time_stepper_is_third_order_on_a_nonlinear_flow():
+    """ARS(4,4,3): halving the step divides the error of a nonlinear convecting state by ~8."""
+    ra, pr, nz, nx, lx = 2e4, 1.0, 13, 16, 2.0
+    s = _solver(ra, pr, nz, nx, lx)
+    coef = np.random.RandomState(2).standard_normal((1, 2, 8, 4))
+    start = s.initial_state(_perturbation_field(coef, 0.1, s.z_np, np.arange(nx) * lx / nx, lx))
+    start = _simulate(s, start, 10.0, 2, 0.4, 0.1, lambda i, f: None)  # let convection develop
+
+    def run(h, t=2.0):
+        state = start
+        for _ in range(round(t / h)):
+            state = s.step(state, h)
+        return torch.cat([state[0].flatten(), state[1].flatten()])
+
+    ref = run(0.0125)
+    errs = [float((run(h) - ref).abs().max()) for h in (0.1, 0.05)]
+    assert errs[0] > 1e-8  # the flow is far from steady: a real test
+    print("ARS443 errors at h = 0.1, 0.05:", errs, "ratio", errs[0] / errs[1])
+    assert 6.0 < errs[0] / errs[1] < 11.0, errs
