@@ -71,9 +71,9 @@ class _RBSolver:
         self.device, self.rdtype, self.cdtype = device, rdtype, cdtype
         self.z_np = (chebyshev_points(n) + 1) / 2
         D = 2 * chebyshev_matrix(n)  # d/dz on z = (x + 1) / 2
-        self.D_np = D
-        self.D = [torch.as_tensor(np.linalg.matrix_power(D, p), dtype=rdtype, device=device) for p in range(5)]
-        self.Dc = [m.to(cdtype) for m in self.D]
+        # powers 0..4 of d/dz: float64 for building the implicit matrices, working precision to apply
+        self.D64 = [torch.as_tensor(np.linalg.matrix_power(D, p), dtype=torch.float64, device=device) for p in range(5)]
+        self.Dc = [m.to(cdtype) for m in self.D64]
         self.weights = torch.as_tensor(clenshaw_curtis_weights(n) / 2, dtype=rdtype, device=device)  # int_0^1
         self.z = torch.as_tensor(self.z_np, dtype=rdtype, device=device)
         k = rwavenumbers(nx, lx, device=device).to(rdtype)
@@ -81,9 +81,8 @@ class _RBSolver:
         self.ik = (1j * k).to(cdtype)
         self.k2 = (k**2).to(cdtype)
         self.mask = dealias_mask(k, lx, nx).to(cdtype)
-        self.mean = torch.zeros(k.shape[0], dtype=rdtype, device=device)
-        self.mean[0] = 1.0
-        self.meanc = self.mean.to(cdtype)
+        self.meanc = torch.zeros(k.shape[0], dtype=cdtype, device=device)
+        self.meanc[0] = 1.0  # selects the kx = 0 column
         self.nu = torch.as_tensor(nu, dtype=torch.float64, device=device).reshape(-1)
         self.kappa = torch.as_tensor(kappa, dtype=torch.float64, device=device).reshape(-1)
         self._inverses = {}
@@ -154,8 +153,7 @@ class _RBSolver:
     def _build(self, h):
         """Inverses of the stage matrices M - (h/2) L with boundary rows, shape (B, nkx, nz, nz)."""
         n = self.nz - 1
-        dev = self.device
-        D = [torch.as_tensor(m, dtype=torch.float64, device=dev) for m in (np.linalg.matrix_power(self.D_np, p) for p in range(5))]
+        D = self.D64
         k2 = (self.k.to(torch.float64) ** 2)[None, :, None, None]
         nu = self.nu[:, None, None, None]
         ka = self.kappa[:, None, None, None]
@@ -232,7 +230,7 @@ class _RBSolver:
         psi, th = state
         n = self.nz - 1
         if self._pressure_inverse is None:
-            D = [torch.as_tensor(np.linalg.matrix_power(self.D_np, p), dtype=torch.float64, device=self.device) for p in range(3)]
+            D = self.D64
             k2 = (self.k.to(torch.float64) ** 2)[:, None, None]
             P = (D[2] - k2 * D[0]).clone()
             P[:, 0, :] = D[1][0]
