@@ -59,6 +59,13 @@ def linear_growth_rate(k, alpha, zeta, beta=0.8, d_t=0.05, d_r=0.25):
     Returns
     -------
     (sigma_shear, sigma_normal) : arrays broadcast from the inputs
+
+    Examples
+    --------
+    >>> from skphys.datasets.active_matter import linear_growth_rate
+    >>> shear, normal = linear_growth_rate(0.0, alpha=-3.0, zeta=1.0)
+    >>> round(float(shear), 4), round(float(normal), 4)
+    (0.7727, 0.0)
     """
     k = np.asarray(k, dtype=float)
     normal = zeta - 4 * d_r - d_t * k**2
