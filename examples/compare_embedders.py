@@ -13,8 +13,10 @@ Methods
     ``vae``       :class:`skphys.DynamicsVAE` latent means -> standardized -> the same probe
     ``features``  non-learned per-channel statistics and power spectra -> standardized -> probe
 
-Systems (built in, simulated and cached): ``shear_flow`` (targets log10 Re, Sc) and
-``convection_diffusion`` (D, vx, vy). With ``--well-root`` the same protocol runs on The Well's
+Systems (built in, simulated and cached): ``shear_flow`` (targets log10 Re, Sc),
+``convection_diffusion`` (D, vx, vy), ``rayleigh_benard`` (log10 Ra, Pr) and ``active_matter``
+(alpha, zeta), the last two on square windows (Rayleigh-Benard: a 2 x 1 box; active matter: a box
+of side 10 * size / 64, the default grid spacing). With ``--well-root`` the same protocol runs on The Well's
 ``active_matter`` (alpha, zeta), ``shear_flow`` (log10 Re, Sc) and ``rayleigh_benard``
 (log10 Ra, Pr), read lazily in 16-frame windows, the ``valid`` split held out.
 
@@ -45,7 +47,7 @@ from skphys.utils import atomic_path, atomic_savefig, atomic_savez, atomic_write
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("jepa", "videomae", "vae", "features")
-SYSTEMS = ("shear_flow", "convection_diffusion")
+SYSTEMS = ("shear_flow", "convection_diffusion", "rayleigh_benard", "active_matter")
 WELL_DATASETS = ("active_matter", "shear_flow", "rayleigh_benard")
 # Parameters the paper reports per The Well dataset, and which get log10.
 WELL_TARGETS = {
@@ -58,8 +60,8 @@ WELL_TARGETS = {
 # n_train/n_test: trajectories; size: grid points per side; T: frames simulated; n_frames: window.
 SCALES = {
     "smoke": dict(
-        n_train={"convection_diffusion": 8, "shear_flow": 8}, n_test=4, size=32, T=32, n_frames=4,
-        sf_t_max=2.0, cd_t_max=4 * math.pi, seeds=1,
+        n_train={"convection_diffusion": 8, "shear_flow": 8, "rayleigh_benard": 8, "active_matter": 8}, n_test=4,
+        size=32, T=32, n_frames=4, sf_t_max=2.0, cd_t_max=4 * math.pi, rb_t_max=5.0, am_t_max=2.0, seeds=1,
         videomae=dict(patch_size=8, tubelet_size=2, embed_dim=12, depth=1, n_heads=2,
                       decoder_embed_dim=12, decoder_depth=1, decoder_n_heads=2, max_epochs=1, batch_size=4),
         jepa=dict(widths=(4, 8, 8), depths=(1, 1, 1), predictor_width=8, max_epochs=1, batch_size=4),
@@ -70,8 +72,9 @@ SCALES = {
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=2.0,
     ),
     "quick": dict(
-        n_train={"convection_diffusion": 128, "shear_flow": 48}, n_test=32, size=32, T=32, n_frames=8,
-        sf_t_max=4.0, cd_t_max=16 * math.pi, seeds=2,
+        n_train={"convection_diffusion": 128, "shear_flow": 48, "rayleigh_benard": 48, "active_matter": 48},
+        n_test=32, size=32, T=32, n_frames=8, sf_t_max=4.0, cd_t_max=16 * math.pi, rb_t_max=50.0, am_t_max=20.0,
+        seeds=2,
         videomae=dict(patch_size=8, tubelet_size=2, embed_dim=48, depth=2, n_heads=3,
                       decoder_embed_dim=24, decoder_depth=1, decoder_n_heads=3, max_epochs=30,
                       batch_size=16, lr=1e-3, mask_ratio=0.75),
@@ -86,8 +89,9 @@ SCALES = {
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=4.0,
     ),
     "full": dict(
-        n_train={"convection_diffusion": 1536, "shear_flow": 384}, n_test=256, size=64, T=48,
-        n_frames=16, sf_t_max=12.0, cd_t_max=16 * math.pi, seeds=3,
+        n_train={"convection_diffusion": 1536, "shear_flow": 384, "rayleigh_benard": 384, "active_matter": 384},
+        n_test=256, size=64, T=48, n_frames=16, sf_t_max=12.0, cd_t_max=16 * math.pi, rb_t_max=50.0, am_t_max=20.0,
+        seeds=3,
         # ViT-S/16 (the paper's VideoMAE) with its decoder; lr above VideoMAE's 1.5e-4 x batch/256
         # because the run is only 30 short epochs
         videomae=dict(max_epochs=30, batch_size=32, lr=6e-4, warmup_epochs=3),
@@ -109,10 +113,14 @@ def log(msg):
 # ----------------------------------------------------------------------------- data
 def simulate(system, n, cfg, seed, device, cache_dir):
     """Trajectories ``(n, T, size, size, C)``, targets ``(n, p)``, names, log10 columns (cached)."""
-    from skphys.datasets import make_convection_diffusion, make_shear_flow
+    from skphys.datasets import make_active_matter, make_convection_diffusion, make_rayleigh_benard, make_shear_flow
 
     size, T = cfg["size"], cfg["T"]
-    t_max = cfg["sf_t_max"] if system == "shear_flow" else cfg["cd_t_max"]
+    t_keys = {"shear_flow": "sf_t_max", "convection_diffusion": "cd_t_max", "rayleigh_benard": "rb_t_max",
+              "active_matter": "am_t_max"}
+    if system not in t_keys:
+        raise ValueError(f"unknown system {system!r}; choose from {SYSTEMS}")
+    t_max = cfg[t_keys[system]]
     key = f"{system}_n{n}_s{size}_T{T}_t{t_max:.4g}_seed{seed}.npz"
     path = Path(cache_dir) / key if cache_dir else None
     if path is not None and path.exists():
@@ -128,6 +136,14 @@ def simulate(system, n, cfg, seed, device, cache_dir):
         b = make_shear_flow(n, n_points=(size, size), n_frames=T, t_max=cfg["sf_t_max"],
                             random_state=seed, device=device)
         log10 = ["reynolds"]
+    elif system == "rayleigh_benard":
+        b = make_rayleigh_benard(n, n_points=(size, size), length=2.0, n_frames=T, t_max=t_max, random_state=seed,
+                                 device=device)
+        log10 = ["rayleigh"]
+    elif system == "active_matter":
+        b = make_active_matter(n, n_points=size, length=10.0 * size / 64, n_frames=T, t_max=t_max,
+                               random_state=seed, device=device)
+        log10 = []
     else:
         raise ValueError(f"unknown system {system!r}; choose from {SYSTEMS}")
     log(f"simulated {n} {system} trajectories {b.data.shape} in {time.perf_counter() - t0:.1f} s")
@@ -379,7 +395,7 @@ def build_parser():
     p.set_defaults(scale="quick")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--systems", nargs="+", default=None, choices=SYSTEMS,
-                   help="built-in systems (default: both; --smoke: convection_diffusion)")
+                   help="built-in systems (default: all; --smoke: convection_diffusion)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default per scale)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     p.add_argument("--n-train", type=int, default=None, help="override the training trajectories per system")

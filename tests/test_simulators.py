@@ -240,7 +240,7 @@ def test_navier_stokes_perturbed_mode_energy_decay_with_nonlinearity():
 
 def test_shear_flow_divergence_free_tracer_mean_and_fields():
     b = make_shear_flow(2, n_points=(32, 32), n_frames=6, t_max=3.0, reynolds=[500.0, 2000.0], random_state=0, **CPU)
-    assert b.field_names == ["tracer", "pressure", "vx", "vy"]
+    assert b.field_names == ["tracer", "pressure", "velocity_x", "velocity_y"]
     assert b.target_names == ["reynolds", "schmidt"] and b.data.shape == (2, 6, 32, 32, 4)
     X = b.data.astype(float)
     ly, lx = 1.0, 1.0
@@ -276,7 +276,11 @@ SMALL = {
     "nonlinear_schrodinger": dict(n_points=16, n_frames=3, t_max=0.05),
     "convection_diffusion": dict(n_points=8, n_frames=3),
     "shear_flow": dict(n_points=(8, 8), n_frames=3, t_max=0.1),
+    "rayleigh_benard": dict(n_points=(9, 16), n_frames=3, t_max=1.0, length=2.0, perturbation=1e-2),
+    "active_matter": dict(n_points=16, n_frames=3, t_max=0.3),
 }
+# boundary conditions other than periodic, per system
+WALLS = {"rayleigh_benard": {"y": "wall"}}
 
 
 @pytest.mark.parametrize("name", sorted(SIMULATORS))
@@ -289,7 +293,7 @@ def test_bunch_contract_and_reproducibility(name):
     assert y.shape == (3, len(b.target_names)) and np.issubdtype(y.dtype, np.floating)
     assert len(b.coords) == len(b.dim_names)
     assert all(len(c) == s for c, s in zip(b.coords, X.shape[2:-1]))
-    assert b.boundary_conditions == {d: "periodic" for d in b.dim_names}
+    assert b.boundary_conditions == {d: WALLS.get(name, {}).get(d, "periodic") for d in b.dim_names}
     np.testing.assert_allclose(b.time, np.arange(3) * b.dt)
     assert isinstance(b.DESCR, str) and len(b.DESCR) > 100
     X2, y2 = make_system(name, 3, random_state=0, return_X_y=True, **kw)
@@ -312,7 +316,7 @@ def test_noise_level(name):
     clean = make_system(name, 4, random_state=0, return_X_y=True, **kw)[0].astype(float)
     noisy = make_system(name, 4, random_state=0, noise=0.1, return_X_y=True, **kw)[0].astype(float)
     diff = (noisy - clean).reshape(-1, clean.shape[-1])
-    if name == "shear_flow":  # relative to each channel's RMS
+    if name in ("shear_flow", "rayleigh_benard", "active_matter"):  # relative to each channel's RMS
         expected = 0.1 * np.sqrt((clean.reshape(-1, clean.shape[-1]) ** 2).mean(0))
     else:
         expected = np.full(clean.shape[-1], 0.1)
@@ -367,7 +371,7 @@ def test_bad_n_samples_and_unknown_system():
         make_kuramoto_sivashinsky(0)
     with pytest.raises(TypeError, match="n_samples"):
         make_convection_diffusion(2.0)
-    with pytest.raises(ValueError, match="known systems: convection_diffusion, kuramoto_sivashinsky"):
+    with pytest.raises(ValueError, match="known systems: active_matter, convection_diffusion, kuramoto_sivashinsky"):
         make_system("lorenz", 2)
 
 
@@ -380,7 +384,8 @@ def test_blow_up_is_reported():
 
 @pytest.mark.parametrize(
     "module",
-    ["kuramoto_sivashinsky", "nonlinear_schrodinger", "convection_diffusion", "shear_flow", "_registry"],
+    ["kuramoto_sivashinsky", "nonlinear_schrodinger", "convection_diffusion", "shear_flow", "rayleigh_benard",
+     "active_matter", "_registry"],
 )
 def test_docstring_examples(module):
     import importlib

@@ -18,6 +18,8 @@ _LAZY = {
     "make_nonlinear_schrodinger": "nonlinear_schrodinger",
     "make_convection_diffusion": "convection_diffusion",
     "make_shear_flow": "shear_flow",
+    "make_rayleigh_benard": "rayleigh_benard",
+    "make_active_matter": "active_matter",
     "write_well": "well",
     "load_well": "well",
     "LazyWindows": "well",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .active_matter import make_active_matter
 from .convection_diffusion import make_convection_diffusion
 from .kuramoto_sivashinsky import make_kuramoto_sivashinsky
 from .nonlinear_schrodinger import make_nonlinear_schrodinger
+from .rayleigh_benard import make_rayleigh_benard
 from .shear_flow import make_shear_flow
 
 __all__ = ["SIMULATORS", "make_system"]
@@ -15,6 +17,8 @@ SIMULATORS = {
     "nonlinear_schrodinger": make_nonlinear_schrodinger,
     "convection_diffusion": make_convection_diffusion,
     "shear_flow": make_shear_flow,
+    "rayleigh_benard": make_rayleigh_benard,
+    "active_matter": make_active_matter,
 }
 
 
@@ -24,8 +28,8 @@ def make_system(name, n_samples=100, **kwargs):
     Parameters
     ----------
     name : str
-        ``"kuramoto_sivashinsky"``, ``"nonlinear_schrodinger"``, ``"convection_diffusion"`` or
-        ``"shear_flow"``.
+        ``"kuramoto_sivashinsky"``, ``"nonlinear_schrodinger"``, ``"convection_diffusion"``,
+        ``"shear_flow"``, ``"rayleigh_benard"`` or ``"active_matter"``.
     n_samples : int, default=100
     **kwargs
         Passed to the simulator (see its docstring); an unknown keyword raises ``TypeError``.

@@ -25,6 +25,7 @@ __all__ = [
     "gaussian_filtered_noise",
     "etdrk4_coefficients",
     "ETDRK4",
+    "Spectral2D",
 ]
 
 
@@ -42,6 +43,42 @@ def dealias_mask(k, length, n):
     """Boolean mask keeping ``|k| < (2/3) k_nyquist`` (Orszag's 2/3 rule)."""
     k_nyq = np.pi * n / length
     return k.abs() < (2.0 / 3.0) * k_nyq
+
+
+class Spectral2D:
+    """Wavenumbers, dealiasing and field reconstruction on an (ny, nx) periodic grid (rfft in x)."""
+
+    def __init__(self, shape, extent, device, rdtype, cdtype):
+        ny, nx = shape
+        ly, lx = extent
+        self.shape = shape
+        self.ky = wavenumbers(ny, ly, device=device)[:, None].to(rdtype)
+        self.kx = rwavenumbers(nx, lx, device=device)[None, :].to(rdtype)
+        self.k2 = self.ky**2 + self.kx**2
+        self.inv_k2 = torch.where(self.k2 > 0, 1.0 / torch.where(self.k2 > 0, self.k2, 1.0), 0.0)
+        mask = dealias_mask(self.ky, ly, ny) & dealias_mask(self.kx, lx, nx)
+        self.mask = mask.to(cdtype)
+        self.ikx = (1j * self.kx).to(cdtype)
+        self.iky = (1j * self.ky).to(cdtype)
+
+    def fft(self, f):
+        return torch.fft.rfft2(f)
+
+    def ifft(self, f_hat):
+        return torch.fft.irfft2(f_hat, s=self.shape)
+
+    def velocity(self, omega_hat, mean_u):
+        """(vx, vy) on the grid from the vorticity spectrum and the constant mean velocity."""
+        psi_hat = omega_hat * self.inv_k2
+        vx = self.ifft(self.iky * psi_hat) + mean_u[0]
+        vy = self.ifft(-self.ikx * psi_hat) + mean_u[1]
+        return vx, vy
+
+    def pressure(self, vx, vy):
+        """Zero-mean p with lap p = -d_i d_j (u_i u_j), computed with dealiased products."""
+        kx, ky = self.kx, self.ky
+        rhs = kx * kx * self.fft(vx * vx) + 2 * kx * ky * self.fft(vx * vy) + ky * ky * self.fft(vy * vy)
+        return self.ifft(-rhs * self.mask * self.inv_k2)
 
 
 def _pad_spectrum(coef, out_shape):

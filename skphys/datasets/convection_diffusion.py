@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import _common as C
+from ._driver import Driver
 from ._spectral import gaussian_filtered_noise, rwavenumbers, wavenumbers
 
 __all__ = ["make_convection_diffusion"]
@@ -100,7 +101,9 @@ def make_convection_diffusion(
     >>> cd.data.shape, cd.target_names
     ((2, 3, 16, 16, 1), ['D', 'vx', 'vy'])
     """
-    n_samples, noise = C.check_common(n_samples, noise, return_X_y, verbose)
+    sim = Driver("convection-diffusion", n_samples, noise=noise, random_state=random_state, device=device,
+                 precision=precision, verbose=verbose, return_X_y=return_X_y)
+    n_samples = sim.n_samples
     n_points = C.check_int(n_points, "n_points", 4)
     n_frames = C.check_int(n_frames, "n_frames", 1)
     length = C.check_positive(length, "length")
@@ -108,15 +111,15 @@ def make_convection_diffusion(
     diffusivity_range = C.check_range(diffusivity_range, "diffusivity_range", lower=0.0)
     diffusivity_std = C.check_positive(diffusivity_std, "diffusivity_std", strict=False)
     velocity_std = C.check_positive(velocity_std, "velocity_std", strict=False)
-    rng, dev, rdtype, cdtype = C.setup(random_state, device, precision)
+    rng, dev, rdtype, cdtype = sim.rng, sim.device, sim.rdtype, sim.cdtype
 
     def _check_d(d):
         if (d < 0).any():
             raise ValueError("diffusivity must be >= 0 (negative diffusion is ill-posed)")
 
-    D = C.resolve_parameter(
-        diffusivity, "diffusivity", n_samples,
-        lambda: C.sample_truncnorm(rng, n_samples, diffusivity_mean, diffusivity_std, diffusivity_range), _check_d,
+    D = sim.parameter(
+        diffusivity, "diffusivity",
+        lambda rng, n: C.sample_truncnorm(rng, n, diffusivity_mean, diffusivity_std, diffusivity_range), _check_d,
     )
     if velocity is None:
         vel = rng.normal(0.0, velocity_std, size=(n_samples, 2)) if velocity_std > 0 else np.zeros((n_samples, 2))
@@ -133,32 +136,29 @@ def make_convection_diffusion(
     ky = wavenumbers(n_points, length, device=dev)[:, None]
     kx = rwavenumbers(n_points, length, device=dev)[None, :]
     k2 = ky**2 + kx**2
-    chunk = C.resolve_chunk_size(chunk_size, n_samples, 16 * 4 * n_points * n_points + 4 * n_frames * n_points**2, dev)
-    X = np.empty((n_samples, n_frames, n_points, n_points, 1), dtype=np.float32)
-    bar = C.progress(n_frames * math.ceil(n_samples / chunk), verbose, "convection-diffusion")
-    denormals = C.cpu_settings(dev, min(chunk, n_samples) * n_points * n_points).__enter__()
-    try:
-        for start, stop in C.chunks(n_samples, chunk):
-            u0 = gaussian_filtered_noise(rng, stop - start, (n_points, n_points), (length, length), kr[start:stop]).real
-            u0 /= np.sqrt(np.mean(u0**2, axis=(1, 2), keepdims=True))
-            u0_hat = torch.fft.rfft2(torch.as_tensor(u0, dtype=rdtype, device=dev))
-            d = torch.as_tensor(D[start:stop], dtype=torch.float64, device=dev)[:, None, None]
-            vx = torch.as_tensor(vel[start:stop, 0], dtype=torch.float64, device=dev)[:, None, None]
-            vy = torch.as_tensor(vel[start:stop, 1], dtype=torch.float64, device=dev)[:, None, None]
-            symbol = -d * k2 - 1j * (kx * vx + ky * vy)  # complex128
-            frames = torch.empty((stop - start, n_frames, n_points, n_points), dtype=torch.float32, device=dev)
-            for i, t in enumerate(times):
-                factor = torch.exp(t * symbol).to(cdtype)
-                frames[:, i] = torch.fft.irfft2(u0_hat * factor, s=(n_points, n_points)).to(torch.float32)
-                bar.update(1)
-            X[start:stop, ..., 0] = frames.cpu().numpy()
-    finally:
-        bar.close()
-        denormals.__exit__(None, None, None)
-    C.add_noise(X, noise, rng)
+
+    def simulate_chunk(start, stop, bar):
+        u0 = gaussian_filtered_noise(rng, stop - start, (n_points, n_points), (length, length), kr[start:stop]).real
+        u0 /= np.sqrt(np.mean(u0**2, axis=(1, 2), keepdims=True))
+        u0_hat = torch.fft.rfft2(torch.as_tensor(u0, dtype=rdtype, device=dev))
+        d = torch.as_tensor(D[start:stop], dtype=torch.float64, device=dev)[:, None, None]
+        vx = torch.as_tensor(vel[start:stop, 0], dtype=torch.float64, device=dev)[:, None, None]
+        vy = torch.as_tensor(vel[start:stop, 1], dtype=torch.float64, device=dev)[:, None, None]
+        symbol = -d * k2 - 1j * (kx * vx + ky * vy)  # complex128
+        frames = torch.empty((stop - start, n_frames, n_points, n_points), dtype=torch.float32, device=dev)
+        for i, t in enumerate(times):
+            factor = torch.exp(t * symbol).to(cdtype)
+            frames[:, i] = torch.fft.irfft2(u0_hat * factor, s=(n_points, n_points)).to(torch.float32)
+            bar.update(1)
+        return frames
+
+    X = sim.run(
+        simulate_chunk, n_frames=n_frames, frame_shape=(n_points, n_points, 1), chunk_size=chunk_size,
+        bytes_per_sample=16 * 4 * n_points * n_points + 4 * n_frames * n_points**2,
+        elements_per_sample=n_points * n_points,
+    )
     coord = np.arange(n_points) * (length / n_points)
-    y = np.column_stack([D, vel])
-    return C.make_bunch(
-        X, y, target_names=["D", "vx", "vy"], field_names=["u"], time=times, coords=(coord, coord),
-        dim_names=("y", "x"), dt=dt, descr=_DESCR, return_X_y=return_X_y,
+    return sim.finish(
+        X, np.column_stack([D, vel]), target_names=["D", "vx", "vy"], field_names=["u"], time=times,
+        coords=(coord, coord), dim_names=("y", "x"), dt=dt, descr=_DESCR,
     )

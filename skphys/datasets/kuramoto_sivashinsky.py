@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import _common as C
+from ._driver import Driver
 from ._spectral import ETDRK4, dealias_mask, gaussian_filtered_noise, integrate_frames, rwavenumbers
 
 __all__ = ["make_kuramoto_sivashinsky"]
@@ -114,7 +115,8 @@ def make_kuramoto_sivashinsky(
     >>> ks.data.shape, ks.target_names
     ((2, 5, 32, 1), ['gamma'])
     """
-    n_samples, noise = C.check_common(n_samples, noise, return_X_y, verbose)
+    sim = Driver("Kuramoto-Sivashinsky", n_samples, noise=noise, random_state=random_state, device=device,
+                 precision=precision, verbose=verbose, return_X_y=return_X_y)
     n_points = C.check_int(n_points, "n_points", 4)
     n_frames = C.check_int(n_frames, "n_frames", 1)
     length = C.check_positive(length, "length")
@@ -125,17 +127,16 @@ def make_kuramoto_sivashinsky(
     if gamma_range[0] <= 0:
         raise ValueError(f"gamma_range must be > 0 (gamma <= 0 is a negative viscosity), got {gamma_range}")
     gamma_std = C.check_positive(gamma_std, "gamma_std", strict=False)
-    rng, dev, rdtype, cdtype = C.setup(random_state, device, precision)
+    dev, rdtype, cdtype = sim.device, sim.rdtype, sim.cdtype
 
     def _check_gamma(g):
         if (g <= 0).any():
             raise ValueError("gamma must be > 0 (gamma <= 0 is a negative viscosity: ill-posed)")
 
-    gamma = C.resolve_parameter(
-        gamma, "gamma", n_samples, lambda: C.sample_truncnorm(rng, n_samples, gamma_mean, gamma_std, gamma_range),
-        _check_gamma,
+    gamma = sim.parameter(
+        gamma, "gamma", lambda rng, n: C.sample_truncnorm(rng, n, gamma_mean, gamma_std, gamma_range), _check_gamma
     )
-    kr = rng.uniform(4 * np.pi / length, (n_points / 8) * np.pi / length, size=n_samples)
+    kr = sim.rng.uniform(4 * np.pi / length, (n_points / 8) * np.pi / length, size=sim.n_samples)
 
     dt = t_max / n_frames
     n_sub = C.substeps(dt, dt_max)
@@ -152,36 +153,33 @@ def make_kuramoto_sivashinsky(
         out = ik * torch.fft.rfft(u * u)
         return out * mask if mask is not None else out
 
-    chunk = C.resolve_chunk_size(chunk_size, n_samples, 64 * 16 * n_points * 2 + 4 * n_frames * n_points, dev)
-    X = np.empty((n_samples, n_frames, n_points, 1), dtype=np.float32)
-    bar = C.progress(n_frames * math.ceil(n_samples / chunk), verbose, "Kuramoto-Sivashinsky")
-    denormals = C.cpu_settings(dev, min(chunk, n_samples) * n_points).__enter__()
-    try:
-        for start, stop in C.chunks(n_samples, chunk):
-            u0 = gaussian_filtered_noise(rng, stop - start, (n_points,), (length,), kr[start:stop]).real
-            u0 -= u0.mean(axis=1, keepdims=True)
-            u0 /= np.sqrt(np.mean(u0**2, axis=1, keepdims=True))
-            v = torch.fft.rfft(torch.as_tensor(u0, dtype=rdtype, device=dev))
-            g = torch.as_tensor(gamma[start:stop], dtype=torch.float64, device=dev)[:, None]
-            L = (k**2 - g * k**4).to(torch.complex128)
-            stepper = ETDRK4(L, h, nonlinear, dtype=cdtype)
-            if burn_in > 0:
-                n_burn = C.substeps(burn_in, dt_max)
-                stepper_b = stepper if abs(burn_in / n_burn - h) < 1e-12 else ETDRK4(L, burn_in / n_burn, nonlinear, dtype=cdtype)
-                v = stepper_b.advance(v, n_burn)
-            frames = torch.empty((stop - start, n_frames, n_points), dtype=torch.float32, device=dev)
+    def simulate_chunk(start, stop, bar):
+        u0 = gaussian_filtered_noise(sim.rng, stop - start, (n_points,), (length,), kr[start:stop]).real
+        u0 -= u0.mean(axis=1, keepdims=True)
+        u0 /= np.sqrt(np.mean(u0**2, axis=1, keepdims=True))
+        v = torch.fft.rfft(torch.as_tensor(u0, dtype=rdtype, device=dev))
+        g = torch.as_tensor(gamma[start:stop], dtype=torch.float64, device=dev)[:, None]
+        L = (k**2 - g * k**4).to(torch.complex128)
+        stepper = ETDRK4(L, h, nonlinear, dtype=cdtype)
+        if burn_in > 0:
+            n_burn = C.substeps(burn_in, dt_max)
+            same = abs(burn_in / n_burn - h) < 1e-12
+            stepper_b = stepper if same else ETDRK4(L, burn_in / n_burn, nonlinear, dtype=cdtype)
+            v = stepper_b.advance(v, n_burn)
+        frames = torch.empty((stop - start, n_frames, n_points), dtype=torch.float32, device=dev)
 
-            def store(i, v, frames=frames):
-                frames[:, i] = torch.fft.irfft(v, n=n_points).to(torch.float32)
+        def store(i, v):
+            frames[:, i] = torch.fft.irfft(v, n=n_points).to(torch.float32)
 
-            integrate_frames(lambda v: stepper.advance(v, n_sub), v, n_frames, store, bar)
-            X[start:stop, ..., 0] = frames.cpu().numpy()
-    finally:
-        bar.close()
-        denormals.__exit__(None, None, None)
-    C.add_noise(X, noise, rng)
+        integrate_frames(lambda v: stepper.advance(v, n_sub), v, n_frames, store, bar)
+        return frames
+
+    X = sim.run(
+        simulate_chunk, n_frames=n_frames, frame_shape=(n_points, 1), chunk_size=chunk_size,
+        bytes_per_sample=64 * 16 * n_points * 2 + 4 * n_frames * n_points, elements_per_sample=n_points,
+    )
     x = np.arange(n_points) * (length / n_points)
-    return C.make_bunch(
+    return sim.finish(
         X, gamma[:, None], target_names=["gamma"], field_names=["u"], time=np.arange(n_frames) * dt,
-        coords=(x,), dim_names=("x",), dt=dt, descr=_DESCR, return_X_y=return_X_y,
+        coords=(x,), dim_names=("x",), dt=dt, descr=_DESCR,
     )

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import _common as C
+from ._driver import Driver
 from ._spectral import ETDRK4, dealias_mask, gaussian_filtered_noise, integrate_frames, wavenumbers
 
 __all__ = ["make_nonlinear_schrodinger"]
@@ -113,7 +114,8 @@ def make_nonlinear_schrodinger(
     >>> X.shape, y.shape
     ((3, 4, 32, 2), (3, 1))
     """
-    n_samples, noise = C.check_common(n_samples, noise, return_X_y, verbose)
+    sim = Driver("nonlinear Schrodinger", n_samples, noise=noise, random_state=random_state, device=device,
+                 precision=precision, verbose=verbose, return_X_y=return_X_y)
     n_points = C.check_int(n_points, "n_points", 4)
     oversample = C.check_int(oversample, "oversample", 1)
     n_sim = n_points * oversample
@@ -124,69 +126,60 @@ def make_nonlinear_schrodinger(
     nonlinear_step = C.check_positive(nonlinear_step, "nonlinear_step")
     kappa_range = C.check_range(kappa_range, "kappa_range")
     kappa_std = C.check_positive(kappa_std, "kappa_std", strict=False)
-    rng, dev, rdtype, cdtype = C.setup(random_state, device, precision)
+    dev, rdtype, cdtype = sim.device, sim.rdtype, sim.cdtype
 
-    kappa = C.resolve_parameter(
-        kappa, "kappa", n_samples, lambda: C.sample_truncnorm(rng, n_samples, kappa_mean, kappa_std, kappa_range)
-    )
-    kr = rng.uniform(4 * np.pi / length, (n_points / 8) * np.pi / length, size=n_samples)
+    kappa = sim.parameter(kappa, "kappa", lambda rng, n: C.sample_truncnorm(rng, n, kappa_mean, kappa_std, kappa_range))
+    kr = sim.rng.uniform(4 * np.pi / length, (n_points / 8) * np.pi / length, size=sim.n_samples)
 
     dt = t_max / n_frames
     n_sub = C.substeps(dt, dt_max)
     k = wavenumbers(n_sim, length, device=dev)
     L = (-0.5j * k**2).to(torch.complex128)
     mask = dealias_mask(k, length, n_sim).to(cdtype) if dealias else None
-
-    chunk = C.resolve_chunk_size(chunk_size, n_samples, 16 * 16 * n_sim + 8 * n_frames * n_points, dev)
-    X = np.empty((n_samples, n_frames, n_points, 2), dtype=np.float32)
-    bar = C.progress(n_frames * math.ceil(n_samples / chunk), verbose, "nonlinear Schrodinger")
     steppers = {}
-    denormals = C.cpu_settings(dev, min(chunk, n_samples) * n_sim).__enter__()
-    try:
-        for start, stop in C.chunks(n_samples, chunk):
-            psi0 = gaussian_filtered_noise(
-                rng, stop - start, (n_points,), (length,), kr[start:stop], out_shape=(n_sim,)
-            )
-            psi0 *= np.sqrt(2.0 / np.mean(np.abs(psi0) ** 2, axis=1, keepdims=True))
-            v = torch.fft.fft(torch.as_tensor(psi0, dtype=cdtype, device=dev))
-            mikappa = (-1j * torch.as_tensor(kappa[start:stop], dtype=torch.float64, device=dev)[:, None]).to(cdtype)
 
-            def nonlinear(v, mikappa=mikappa):
-                psi = torch.fft.ifft(v)
-                out = mikappa * torch.fft.fft(psi * (psi.real**2 + psi.imag**2))
-                return out * mask if mask is not None else out
+    def simulate_chunk(start, stop, bar):
+        psi0 = gaussian_filtered_noise(sim.rng, stop - start, (n_points,), (length,), kr[start:stop], out_shape=(n_sim,))
+        psi0 *= np.sqrt(2.0 / np.mean(np.abs(psi0) ** 2, axis=1, keepdims=True))
+        v = torch.fft.fft(torch.as_tensor(psi0, dtype=cdtype, device=dev))
+        mikappa = (-1j * torch.as_tensor(kappa[start:stop], dtype=torch.float64, device=dev)[:, None]).to(cdtype)
 
-            absk = np.abs(kappa[start:stop])
-            absk_t = torch.as_tensor(absk, dtype=rdtype, device=dev)
+        def nonlinear(v):
+            psi = torch.fft.ifft(v)
+            out = mikappa * torch.fft.fft(psi * (psi.real**2 + psi.imag**2))
+            return out * mask if mask is not None else out
 
-            def advance(v, nonlinear=nonlinear, absk_t=absk_t):
-                # step size adapted to the stiffest nonlinear rate |kappa| max|psi|^2 of the chunk
-                psi = torch.fft.ifft(v)
-                rate = float((absk_t * (psi.real**2 + psi.imag**2).amax(dim=-1)).max())
-                if not math.isfinite(rate) or dt * rate / nonlinear_step > 1e5:
-                    raise FloatingPointError(
-                        "the simulation blew up (|psi| became huge or not finite); use a smaller dt_max or "
-                        "nonlinear_step, or a finer grid"
-                    )
-                n = max(n_sub, math.ceil(dt * rate / nonlinear_step - 1e-9))
-                if n not in steppers:
-                    steppers[n] = ETDRK4(L, dt / n, None, dtype=cdtype)
-                steppers[n].nonlinear = nonlinear
-                return steppers[n].advance(v, n)
+        absk_t = torch.as_tensor(np.abs(kappa[start:stop]), dtype=rdtype, device=dev)
 
-            frames = torch.empty((stop - start, n_frames, n_points, 2), dtype=torch.float32, device=dev)
+        def advance(v):
+            # step size adapted to the stiffest nonlinear rate |kappa| max|psi|^2 of the chunk
+            psi = torch.fft.ifft(v)
+            rate = float((absk_t * (psi.real**2 + psi.imag**2).amax(dim=-1)).max())
+            if not math.isfinite(rate) or dt * rate / nonlinear_step > 1e5:
+                raise FloatingPointError(
+                    "the simulation blew up (|psi| became huge or not finite); use a smaller dt_max or "
+                    "nonlinear_step, or a finer grid"
+                )
+            n = max(n_sub, math.ceil(dt * rate / nonlinear_step - 1e-9))
+            if n not in steppers:
+                steppers[n] = ETDRK4(L, dt / n, None, dtype=cdtype)
+            steppers[n].nonlinear = nonlinear
+            return steppers[n].advance(v, n)
 
-            def store(i, v, frames=frames):
-                frames[:, i] = torch.view_as_real(torch.fft.ifft(v)[:, ::oversample]).to(torch.float32)
+        frames = torch.empty((stop - start, n_frames, n_points, 2), dtype=torch.float32, device=dev)
 
-            integrate_frames(advance, v, n_frames, store, bar)
-            X[start:stop] = frames.cpu().numpy()
-    finally:
-        bar.close()
-        denormals.__exit__(None, None, None)
-    C.add_noise(X, noise, rng)
+        def store(i, v):
+            frames[:, i] = torch.view_as_real(torch.fft.ifft(v)[:, ::oversample]).to(torch.float32)
+
+        integrate_frames(advance, v, n_frames, store, bar)
+        return frames
+
+    X = sim.run(
+        simulate_chunk, n_frames=n_frames, frame_shape=(n_points, 2), chunk_size=chunk_size,
+        bytes_per_sample=16 * 16 * n_sim + 8 * n_frames * n_points, elements_per_sample=n_sim,
+    )
     x = np.arange(n_points) * (length / n_points)
-    return C.make_bunch(
+    return sim.finish(
         X, kappa[:, None], target_names=["kappa"], field_names=["re", "im"], time=np.arange(n_frames) * dt,
-        coords=(x,), dim_names=("x",), dt=dt, descr=_DESCR, return_X_y=return_X_y,
+        coords=(x,), dim_names=("x",), dt=dt, descr=_DESCR,
     )

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from . import _common as C
-from ._spectral import dealias_mask, rwavenumbers, wavenumbers
+from ._driver import Driver
+from ._spectral import Spectral2D as _Spectral2D
 
 __all__ = ["make_shear_flow"]
 
@@ -26,11 +27,11 @@ layers, velocity jump 1), vy = a perturbation localised on the layers
 (exp(-(y - y_layer)^2 / 0.01) times sinusoids in x of random phase: mode 1 with amplitude 0.1 and
 modes 2-4 with random amplitudes ~ N(0, 0.02)), tracer s = 1 between the layers and 0 outside
 (same tanh profile). Pressure from the pressure Poisson equation lap p = -d_i d_j (u_i u_j)
-(zero mean). Fields (tracer, pressure, vx, vy), data (n_samples, n_frames, ny, nx, 4) float32.
+(zero mean). Fields (tracer, pressure, velocity_x, velocity_y), data (n_samples, n_frames, ny, nx, 4) float32.
 Targets (reynolds, schmidt), log-uniform on ranges the grid resolves (see make_shear_flow).
 """
 
-FIELD_NAMES = ["tracer", "pressure", "vx", "vy"]
+FIELD_NAMES = ["tracer", "pressure", "velocity_x", "velocity_y"]
 
 #: Largest Reynolds number (and Peclet number reynolds * schmidt for the tracer) treated as
 #: resolved on a grid with 64 points per unit length; it scales with (points per unit length)^2.
@@ -41,42 +42,6 @@ RESOLVED_RE_64 = 2000.0
 def _default_reynolds_range(points_per_length):
     high = RESOLVED_RE_64 * (points_per_length / 64.0) ** 2
     return (high / 10.0, high)
-
-
-class _Spectral2D:
-    """Wavenumbers, dealiasing and field reconstruction on an (ny, nx) periodic grid (rfft in x)."""
-
-    def __init__(self, shape, extent, device, rdtype, cdtype):
-        ny, nx = shape
-        ly, lx = extent
-        self.shape = shape
-        self.ky = wavenumbers(ny, ly, device=device)[:, None].to(rdtype)
-        self.kx = rwavenumbers(nx, lx, device=device)[None, :].to(rdtype)
-        self.k2 = self.ky**2 + self.kx**2
-        self.inv_k2 = torch.where(self.k2 > 0, 1.0 / torch.where(self.k2 > 0, self.k2, 1.0), 0.0)
-        mask = dealias_mask(self.ky, ly, ny) & dealias_mask(self.kx, lx, nx)
-        self.mask = mask.to(cdtype)
-        self.ikx = (1j * self.kx).to(cdtype)
-        self.iky = (1j * self.ky).to(cdtype)
-
-    def fft(self, f):
-        return torch.fft.rfft2(f)
-
-    def ifft(self, f_hat):
-        return torch.fft.irfft2(f_hat, s=self.shape)
-
-    def velocity(self, omega_hat, mean_u):
-        """(vx, vy) on the grid from the vorticity spectrum and the constant mean velocity."""
-        psi_hat = omega_hat * self.inv_k2
-        vx = self.ifft(self.iky * psi_hat) + mean_u[0]
-        vy = self.ifft(-self.ikx * psi_hat) + mean_u[1]
-        return vx, vy
-
-    def pressure(self, vx, vy):
-        """Zero-mean p with lap p = -d_i d_j (u_i u_j), computed with dealiased products."""
-        kx, ky = self.kx, self.ky
-        rhs = kx * kx * self.fft(vx * vx) + 2 * kx * ky * self.fft(vx * vy) + ky * ky * self.fft(vy * vy)
-        return self.ifft(-rhs * self.mask * self.inv_k2)
 
 
 def _simulate(omega_hat, s_hat, mean_u, nu, diff, grid, dt, n_frames, cfl, store, bar=None, dt_max=None):
@@ -217,8 +182,8 @@ def make_shear_flow(
     -------
     data : Bunch
         ``data`` (n_samples, n_frames, ny, nx, 4) float32, ``target`` (n_samples, 2),
-        ``target_names=["reynolds", "schmidt"]``, ``field_names=["tracer", "pressure", "vx",
-        "vy"]``, ``time``, ``coords=(y, x)``, ``dim_names=("y", "x")``,
+        ``target_names=["reynolds", "schmidt"]``, ``field_names=["tracer", "pressure",
+        "velocity_x", "velocity_y"]`` (The Well's names), ``time``, ``coords=(y, x)``, ``dim_names=("y", "x")``,
         ``boundary_conditions``, ``dt``, ``DESCR``.
     (X, y) : tuple if ``return_X_y``.
 
@@ -228,9 +193,11 @@ def make_shear_flow(
     >>> sf = make_shear_flow(2, n_points=(16, 8), n_frames=3, t_max=0.2, random_state=0,
     ...                      device="cpu")
     >>> sf.data.shape, sf.field_names
-    ((2, 3, 16, 8, 4), ['tracer', 'pressure', 'vx', 'vy'])
+    ((2, 3, 16, 8, 4), ['tracer', 'pressure', 'velocity_x', 'velocity_y'])
     """
-    n_samples, noise = C.check_common(n_samples, noise, return_X_y, verbose)
+    sim = Driver("shear flow", n_samples, noise=noise, random_state=random_state, device=device,
+                 precision=precision, verbose=verbose, return_X_y=return_X_y)
+    n_samples = sim.n_samples
     try:
         ny, nx = n_points
     except (TypeError, ValueError) as exc:
@@ -255,21 +222,10 @@ def make_shear_flow(
     schmidt_range = C.check_range(schmidt_range, "schmidt_range")
     if reynolds_range[0] <= 0 or schmidt_range[0] <= 0:
         raise ValueError("reynolds_range and schmidt_range must be > 0 (negative viscosity or diffusivity)")
-    rng, dev, rdtype, cdtype = C.setup(random_state, device, precision)
+    rng, dev, rdtype, cdtype = sim.rng, sim.device, sim.rdtype, sim.cdtype
 
-    def _positive(name):
-        def check(v):
-            if (v <= 0).any():
-                raise ValueError(f"{name} must be > 0")
-
-        return check
-
-    re = C.resolve_parameter(
-        reynolds, "reynolds", n_samples, lambda: C.sample_loguniform(rng, n_samples, reynolds_range), _positive("reynolds")
-    )
-    sc = C.resolve_parameter(
-        schmidt, "schmidt", n_samples, lambda: C.sample_loguniform(rng, n_samples, schmidt_range), _positive("schmidt")
-    )
+    re = sim.loguniform(reynolds, "reynolds", reynolds_range)
+    sc = sim.loguniform(schmidt, "schmidt", schmidt_range)
     # perturbation phases (mode 1..4, two layers) and amplitudes of modes 2..4
     phases = rng.uniform(0, 2 * np.pi, size=(n_samples, 2, 4))
     amps = np.concatenate(
@@ -281,48 +237,41 @@ def make_shear_flow(
     x = np.arange(nx) * (lx / nx)
     y1, y2 = ly / 4, 3 * ly / 4
     dt = t_max / n_frames
-    per_sample = 16 * (2 * 10 + 12) * ny * (nx // 2 + 1) + 4 * 4 * n_frames * ny * nx
-    chunk = C.resolve_chunk_size(chunk_size, n_samples, per_sample, dev)
-    X = np.empty((n_samples, n_frames, ny, nx, 4), dtype=np.float32)
-    bar = C.progress(n_frames * math.ceil(n_samples / chunk), verbose, "shear flow")
     Y, Xg = np.meshgrid(y, x, indexing="ij")
     profile = 0.5 * (np.tanh((Y - y1) / layer_width) - np.tanh((Y - y2) / layer_width))  # 1 between layers
-    denormals = C.cpu_settings(dev, min(chunk, n_samples) * ny * nx).__enter__()
-    try:
-        for start, stop in C.chunks(n_samples, chunk):
-            b = stop - start
-            vx0 = np.broadcast_to(0.5 - profile, (b, ny, nx)).copy()
-            vy0 = np.zeros((b, ny, nx))
-            for layer, yl in enumerate((y1, y2)):
-                envelope = np.exp(-((Y - yl) ** 2) / 0.01)
-                for m in range(4):
-                    a = amps[start:stop, layer, m, None, None]
-                    ph = phases[start:stop, layer, m, None, None]
-                    vy0 = vy0 + a * np.sin(2 * np.pi * (m + 1) * Xg / lx + ph) * envelope
-            u = torch.as_tensor(vx0, dtype=rdtype, device=dev)
-            v = torch.as_tensor(vy0, dtype=rdtype, device=dev)
-            mean_u = (u.mean(dim=(1, 2), keepdim=True), v.mean(dim=(1, 2), keepdim=True))
-            omega_hat = grid.ikx * grid.fft(v) - grid.iky * grid.fft(u)
-            s_hat = grid.fft(torch.as_tensor(np.broadcast_to(profile, (b, ny, nx)).copy(), dtype=rdtype, device=dev))
-            nu = torch.as_tensor(1.0 / re[start:stop], dtype=rdtype, device=dev)[:, None, None]
-            diff = nu / torch.as_tensor(sc[start:stop], dtype=rdtype, device=dev)[:, None, None]
-            frames = torch.empty((b, n_frames, ny, nx, 4), dtype=torch.float32, device=dev)
 
-            def store(i, f, frames=frames):
-                frames[:, i] = f.movedim(1, -1).to(torch.float32)
+    def simulate_chunk(start, stop, bar):
+        b = stop - start
+        vx0 = np.broadcast_to(0.5 - profile, (b, ny, nx)).copy()
+        vy0 = np.zeros((b, ny, nx))
+        for layer, yl in enumerate((y1, y2)):
+            envelope = np.exp(-((Y - yl) ** 2) / 0.01)
+            for m in range(4):
+                a = amps[start:stop, layer, m, None, None]
+                ph = phases[start:stop, layer, m, None, None]
+                vy0 = vy0 + a * np.sin(2 * np.pi * (m + 1) * Xg / lx + ph) * envelope
+        u = torch.as_tensor(vx0, dtype=rdtype, device=dev)
+        v = torch.as_tensor(vy0, dtype=rdtype, device=dev)
+        mean_u = (u.mean(dim=(1, 2), keepdim=True), v.mean(dim=(1, 2), keepdim=True))
+        omega_hat = grid.ikx * grid.fft(v) - grid.iky * grid.fft(u)
+        s_hat = grid.fft(torch.as_tensor(np.broadcast_to(profile, (b, ny, nx)).copy(), dtype=rdtype, device=dev))
+        nu = torch.as_tensor(1.0 / re[start:stop], dtype=rdtype, device=dev)[:, None, None]
+        diff = nu / torch.as_tensor(sc[start:stop], dtype=rdtype, device=dev)[:, None, None]
+        frames = torch.empty((b, n_frames, ny, nx, 4), dtype=torch.float32, device=dev)
 
-            _simulate(omega_hat, s_hat, mean_u, nu, diff, grid, dt, n_frames, cfl, store, bar)
-            X[start:stop] = frames.cpu().numpy()
-    finally:
-        bar.close()
-        denormals.__exit__(None, None, None)
-    if noise > 0:
-        # per-channel RMS over the dataset, accumulated per trajectory (no float64 copy of X)
-        sq = sum(np.einsum("tyxc,tyxc->c", X[i], X[i], dtype=np.float64) for i in range(n_samples))
-        rms = np.sqrt(sq / (X.size // X.shape[-1]))
-        C.add_noise(X, noise, rng, scale=rms)
-    return C.make_bunch(
-        X, np.column_stack([re, sc]), target_names=["reynolds", "schmidt"], field_names=FIELD_NAMES,
-        time=np.arange(n_frames) * dt, coords=(y, x), dim_names=("y", "x"), dt=dt, descr=_DESCR,
-        return_X_y=return_X_y,
+        def store(i, f):
+            frames[:, i] = f.movedim(1, -1).to(torch.float32)
+
+        _simulate(omega_hat, s_hat, mean_u, nu, diff, grid, dt, n_frames, cfl, store, bar)
+        return frames
+
+    X = sim.run(
+        simulate_chunk, n_frames=n_frames, frame_shape=(ny, nx, 4), chunk_size=chunk_size,
+        bytes_per_sample=16 * (2 * 10 + 12) * ny * (nx // 2 + 1) + 4 * 4 * n_frames * ny * nx,
+        elements_per_sample=ny * nx,
+    )
+    return sim.finish(
+        X, np.column_stack([re, sc]), noise_scale="rms", target_names=["reynolds", "schmidt"],
+        field_names=FIELD_NAMES, time=np.arange(n_frames) * dt, coords=(y, x), dim_names=("y", "x"), dt=dt,
+        descr=_DESCR,
     )
