@@ -30,6 +30,10 @@ Examples::
     python examples/compare_embedders.py --quick
     python examples/compare_embedders.py --full --device cuda --systems convection_diffusion
     python examples/compare_embedders.py --full --well-root /data/the_well --device cuda
+    torchrun --nproc-per-node 8 examples/compare_embedders.py --full --well-root /data/the_well
+
+Under torchrun every fit is one DDP fit over all processes (the same model as on one device,
+see docs/scaling.md); only rank 0 logs and writes the results.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skphys.utils import atomic_path, atomic_savefig, atomic_savez, atomic_write_text
+from skphys.utils import atomic_path, atomic_savefig, atomic_savez, atomic_write_text, is_main_process
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("jepa", "videomae", "vae", "features")
@@ -107,6 +111,8 @@ SCALES = {
 
 
 def log(msg):
+    if not is_main_process():  # under torchrun, one process reports
+        return
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -149,7 +155,8 @@ def simulate(system, n, cfg, seed, device, cache_dir):
     log(f"simulated {n} {system} trajectories {b.data.shape} in {time.perf_counter() - t0:.1f} s")
     X, y, names = b.data.astype(np.float32), np.asarray(b.target, float), list(b.target_names)
     if path is not None:
-        atomic_savez(path, X=X, y=y, names=np.array(names), log10=np.array(log10, dtype=str), make_parents=True)
+        if is_main_process():
+            atomic_savez(path, X=X, y=y, names=np.array(names), log10=np.array(log10, dtype=str), make_parents=True)
     return X, y, names, log10
 
 
@@ -439,12 +446,18 @@ def main(argv=None):
     from skphys import resolve_device
 
     device = str(resolve_device(args.device))
+    if device.startswith("cuda") and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        import torch
+
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     rows, parity = [], {}
     tag = args.scale + (f"_{args.tag}" if args.tag else "")
 
     def checkpoint():  # raw per-fit rows so far, replaced atomically after every fit
         import pandas as pd
 
+        if not is_main_process():
+            return
         with atomic_path(out / f"compare_{tag}_raw.csv") as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
 
@@ -458,7 +471,8 @@ def main(argv=None):
             data = well_data(args.well_root, name, cfg, args.max_windows)
             sub = {}
             run_protocol(f"well/{name}", args.methods, seeds, cfg, device, data, rows, sub, checkpoint)
-            parity_plot(sub, out / f"parity_{tag}_{name}.png", f"The Well {name} ({args.scale})")
+            if is_main_process():
+                parity_plot(sub, out / f"parity_{tag}_{name}.png", f"The Well {name} ({args.scale})")
             parity.update(sub)
     else:
         systems = args.systems or (["convection_diffusion"] if args.scale == "smoke" else list(SYSTEMS))
@@ -466,11 +480,14 @@ def main(argv=None):
             data = builtin_data(system, cfg, device, cache, probe_windows=args.probe_windows)
             sub = {}
             run_protocol(system, args.methods, seeds, cfg, device, data, rows, sub, checkpoint)
-            parity_plot(sub, out / f"parity_{tag}_{system}.png", f"{system} ({args.scale})")
+            if is_main_process():
+                parity_plot(sub, out / f"parity_{tag}_{system}.png", f"{system} ({args.scale})")
             parity.update(sub)
     if not rows:
         raise SystemExit("no results: every method was skipped")
     df, summary, wide = summarize(rows)
+    if not is_main_process():  # every process computed the same table; one writes it
+        return df, wide
     with atomic_path(out / f"compare_{tag}_summary.csv") as tmp:
         summary.drop(columns="mse").to_csv(tmp, index=False)
     table = wide.to_markdown(index=False)
