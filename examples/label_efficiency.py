@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import compare_embedders as ce  # noqa: E402
 
-from skphys.utils import atomic_path, atomic_savefig, atomic_write_text  # noqa: E402
+from skphys.utils import atomic_path, atomic_savefig, atomic_write_text, is_main_process  # noqa: E402
 
 FRACTIONS = (0.1, 0.5, 1.0)
 METHODS = ("jepa", "videomae")
@@ -132,6 +132,8 @@ def main(argv=None):
     wide.columns = [f"{int(round(100 * c))}% labels" for c in wide.columns]
     wide = wide.reset_index()
     tag = args.scale
+    if not is_main_process():  # under torchrun every process computed the same table; one writes it
+        return df, curves
     with atomic_path(out / f"label_efficiency_{tag}.csv") as tmp_csv:
         df.drop(columns="mse").to_csv(tmp_csv, index=False)
     table = wide.to_markdown(index=False)
