@@ -56,6 +56,14 @@ def resolve_device(device="auto"):
 
     ``"auto"`` gives ``cuda`` when a GPU is visible and ``cpu`` otherwise. A CUDA device asked
     for explicitly on a machine without one raises a ``ValueError``.
+
+    Examples
+    --------
+    >>> from skphys import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("auto").type in ("cpu", "cuda")
+    True
     """
     if isinstance(device, torch.device):
         dev = device
