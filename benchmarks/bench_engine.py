@@ -65,10 +65,14 @@ def _epoch_seconds(tree, case, epochs, threads):
     return float(out.stdout.split("EPOCH_SECONDS")[1])
 
 
-def compare(old, repeats, threads):
+CASES = {"jepa": 4, "videomae": 4, "vae": 2, "probe": 10}  # estimator: epochs timed
+
+
+def compare(old, repeats, threads, cases=tuple(CASES)):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = ["| estimator | epochs timed | before (s/epoch) | after (s/epoch) | after / before |", "|---|---|---|---|---|"]
-    for case, epochs in (("jepa", 4), ("videomae", 4), ("vae", 2), ("probe", 10)):
+    for case in cases:
+        epochs = CASES[case]
         before, after = [], []
         for _ in range(repeats):
             before.append(_epoch_seconds(old, case, epochs, threads))
@@ -131,9 +135,10 @@ if __name__ == "__main__":
     ap.add_argument("--compare", metavar="OLD_TREE")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     ap.add_argument("--scaling", action="store_true")
     args = ap.parse_args()
     if args.compare:
-        compare(args.compare, args.repeats, args.threads)
+        compare(args.compare, args.repeats, args.threads, args.cases)
     if args.scaling:
         scaling()
