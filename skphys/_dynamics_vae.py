@@ -4,10 +4,14 @@ that govern a family of spatiotemporal systems, and a transferable learned propa
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -198,36 +202,36 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
 
     def __init__(
         self,
-        n_latents=5,
-        beta=None,
-        hidden_channels=16,
-        kernel_size=5,
-        boundary="crop",
-        encoder_crop=None,
-        decoder_crop=None,
-        rollout_steps=None,
-        fill_value=0.0,
-        position_dropout=0.1,
-        output_scale=1e-6,
-        kernel_hidden_factor=None,
-        encoder_widths=None,
-        encoder_dilations=None,
-        encoder_activation="relu",
-        kl_warmup_epochs=0,
-        init_latent_std=1.0,
-        relevance_threshold=1.0,
-        max_epochs=2000,
-        batch_size=50,
-        lr=1e-3,
-        weight_decay=0.0,
-        mixed_precision=False,
-        warm_start=False,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        checkpoint_dir=None,
-        callbacks=None,
-    ):
+        n_latents: int = 5,
+        beta: float | None = None,
+        hidden_channels: int = 16,
+        kernel_size: int = 5,
+        boundary: str = "crop",
+        encoder_crop: Sequence[int] | None = None,
+        decoder_crop: int | Sequence[int] | None = None,
+        rollout_steps: int | None = None,
+        fill_value: float = 0.0,
+        position_dropout: float = 0.1,
+        output_scale: float = 1e-6,
+        kernel_hidden_factor: int | None = None,
+        encoder_widths: Sequence[int] | None = None,
+        encoder_dilations: Sequence[int] | None = None,
+        encoder_activation: str = "relu",
+        kl_warmup_epochs: int = 0,
+        init_latent_std: float = 1.0,
+        relevance_threshold: float = 1.0,
+        max_epochs: int = 2000,
+        batch_size: int = 50,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        mixed_precision: bool = False,
+        warm_start: bool = False,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] | None = None,
+    ) -> None:
         self.n_latents = n_latents
         self.beta = beta
         self.hidden_channels = hidden_channels
@@ -313,7 +317,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "DynamicsVAE":
         """Train on trajectories ``X`` (n_samples, T, n_points, C) or (n_samples, T, ny, nx, C).
 
         ``X`` may be a lazy array-like (e.g. ``load_well(..., lazy=True)``): each step then
@@ -459,7 +463,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         budget = 4 * self.batch_size * int(np.prod(self.encoder_crop_))
         return int(max(1, min(self.batch_size, budget // points)))
 
-    def transform(self, X, return_std=False):
+    def transform(self, X: ArrayLike, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Latent means of trajectories of any length and size (at least the encoder's receptive
         field, 31 frames and points with the default ``encoder_dilations``).
 
@@ -487,7 +491,16 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         mu, sigma = out[:, :L], out[:, L:]
         return (mu, sigma) if return_std else mu
 
-    def predict(self, X0, n_steps, *, latents=None, context=None, boundary=None, fill_value=None):
+    def predict(
+        self,
+        X0: ArrayLike,
+        n_steps: int,
+        *,
+        latents: ArrayLike | None = None,
+        context: ArrayLike | None = None,
+        boundary: str | None = None,
+        fill_value: float | None = None,
+    ) -> np.ndarray:
         """Propagate initial states forward with the learned decoder.
 
         Parameters
@@ -552,7 +565,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
                 out.append(pred.movedim(1, -1).cpu().numpy())
         return np.concatenate(out)
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
         """Negative mean squared error of the rollout over the training horizon.
 
         Each trajectory's latents are encoded from ``X`` itself, its first frame is propagated

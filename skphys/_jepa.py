@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -122,28 +126,28 @@ class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
 
     def __init__(
         self,
-        n_frames=16,
-        widths=(16, 32, 64, 128, 128),
-        depths=(3, 3, 3, 9, 3),
-        predictor_width=256,
-        sim_coeff=2.0,
-        std_coeff=40.0,
-        cov_coeff=2.0,
-        vicreg_chunks=5,
-        pooling="tokens",
-        input_noise=0.0,
-        dw_impl="auto",
-        max_epochs=6,
-        batch_size=8,
-        lr=1e-4,
-        weight_decay=0.05,
-        warmup_epochs=1,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        checkpoint_dir=None,
-        callbacks=None,
-    ):
+        n_frames: int = 16,
+        widths: Sequence[int] = (16, 32, 64, 128, 128),
+        depths: Sequence[int] = (3, 3, 3, 9, 3),
+        predictor_width: int = 256,
+        sim_coeff: float = 2.0,
+        std_coeff: float = 40.0,
+        cov_coeff: float = 2.0,
+        vicreg_chunks: int = 5,
+        pooling: str = "tokens",
+        input_noise: float = 0.0,
+        dw_impl: str = "auto",
+        max_epochs: int = 6,
+        batch_size: int = 8,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: int = 1,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] | None = None,
+    ) -> None:
         self.n_frames = n_frames
         self.widths = widths
         self.depths = depths
@@ -185,7 +189,7 @@ class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
 
     # ------------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "JEPAEmbedder":
         """Pretrain the encoder and predictor on trajectories ``X``.
 
         Parameters
@@ -263,7 +267,7 @@ class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
             "final_lr_ratio": min(1.0, 1e-6 / self.lr),
         }
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Embed the first ``n_frames`` frames of each trajectory.
 
         Parameters

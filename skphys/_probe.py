@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
@@ -113,22 +117,22 @@ class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
 
     def __init__(
         self,
-        mlp_ratio=12.0,
-        n_heads=8,
-        target_transform=None,
-        transform_columns=None,
-        train_fraction=1.0,
-        max_epochs=100,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=0.01,
-        warmup_epochs=10,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        checkpoint_dir=None,
-        callbacks=None,
-    ):
+        mlp_ratio: float = 12.0,
+        n_heads: int = 8,
+        target_transform: str | tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None,
+        transform_columns: Sequence[int] | None = None,
+        train_fraction: float = 1.0,
+        max_epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_epochs: int = 10,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] | None = None,
+    ) -> None:
         self.mlp_ratio = mlp_ratio
         self.n_heads = n_heads
         self.target_transform = target_transform
@@ -209,7 +213,7 @@ class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
 
     # ------------------------------------------------------------------ API
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> "AttentiveProbeRegressor":
         """Fit the probe on token embeddings.
 
         Parameters
@@ -281,7 +285,7 @@ class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
                     out.append(module(xb).float().cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predict targets in their original units.
 
         Parameters
@@ -296,7 +300,7 @@ class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
         y = self._inverse_target(z)
         return y[:, 0] if self._y_1d else y
 
-    def transform_target(self, y):
+    def transform_target(self, y: ArrayLike) -> np.ndarray:
         """Targets as the probe sees them: ``target_transform`` then the standardization from fit.
 
         The JEPA paper's metric is the MSE between :meth:`predict_standardized` and this.
@@ -305,11 +309,11 @@ class AttentiveProbeRegressor(RegressorMixin, TorchEstimatorBase):
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y").reshape(-1, self.n_outputs_)
         return (self._forward_target(y) - self.y_mean_) / self.y_scale_
 
-    def predict_standardized(self, X):
+    def predict_standardized(self, X: ArrayLike) -> np.ndarray:
         """Predictions in the transformed, standardized target space, shape (n_samples, n_outputs)."""
         return self._predict_standardized(X)
 
-    def standardized_mse(self, X, y):
+    def standardized_mse(self, X: ArrayLike, y: ArrayLike) -> float:
         """Paper metric: MSE on transformed, standardized targets, averaged over the targets."""
         return float(np.mean((self.predict_standardized(X) - self.transform_target(y)) ** 2))
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -154,30 +158,30 @@ class VideoMAEEmbedder(TransformerMixin, TorchEstimatorBase):
 
     def __init__(
         self,
-        n_frames=16,
-        patch_size=16,
-        tubelet_size=2,
-        embed_dim=384,
-        depth=12,
-        n_heads=6,
-        mlp_ratio=4.0,
-        decoder_embed_dim=192,
-        decoder_depth=4,
-        decoder_n_heads=3,
-        mask_ratio=0.9,
-        pooling="tokens",
-        normalize=True,
-        max_epochs=20,
-        batch_size=8,
-        lr=1.5e-4,
-        weight_decay=0.05,
-        warmup_epochs=0,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        checkpoint_dir=None,
-        callbacks=None,
-    ):
+        n_frames: int = 16,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        embed_dim: int = 384,
+        depth: int = 12,
+        n_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        decoder_embed_dim: int = 192,
+        decoder_depth: int = 4,
+        decoder_n_heads: int = 3,
+        mask_ratio: float = 0.9,
+        pooling: str = "tokens",
+        normalize: bool = True,
+        max_epochs: int = 20,
+        batch_size: int = 8,
+        lr: float = 1.5e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: int = 0,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] | None = None,
+    ) -> None:
         self.n_frames = n_frames
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
@@ -231,7 +235,7 @@ class VideoMAEEmbedder(TransformerMixin, TorchEstimatorBase):
 
     # ------------------------------------------------------------------ scikit-learn API
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "VideoMAEEmbedder":
         """Pretrain the masked autoencoder on trajectories ``X``.
 
         Parameters
@@ -306,7 +310,7 @@ class VideoMAEEmbedder(TransformerMixin, TorchEstimatorBase):
     def _train_options(self):
         return {"betas": (0.9, 0.95), "schedule": "cosine", "warmup_epochs": self.warmup_epochs, "final_lr_ratio": 0.01}
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Encode the first ``n_frames`` frames of each trajectory (no masking).
 
         Parameters
@@ -342,7 +346,7 @@ or (n_samples, embed_dim) with ``pooling="mean"``
 
         return self._map_batches(X, embed)
 
-    def reconstruction_loss(self, X, random_state=0):
+    def reconstruction_loss(self, X: ArrayLike, random_state: int | np.random.RandomState | None = 0) -> float:
         """Mean masked-patch reconstruction MSE (per-patch normalized target) on ``X``.
 
         Uses the first ``n_frames`` frames and masks drawn from ``random_state``. A model that

@@ -25,9 +25,18 @@ class CrossAttention(nn.Module):
     """Multi-head cross-attention with fused ``F.scaled_dot_product_attention``.
 
     Queries come from ``q`` ``(N, Q, dim)``; keys and values from ``x`` ``(N, L, dim)``.
+
+    Parameters
+    ----------
+    dim : int
+        Token width of queries, keys and values (and of the output).
+    n_heads : int
+        Attention heads (``dim`` must be divisible by it).
+    qkv_bias : bool
+        Bias in the query and key/value projections.
     """
 
-    def __init__(self, dim, n_heads=8, qkv_bias=True):
+    def __init__(self, dim: int, n_heads: int = 8, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % n_heads != 0:
             raise ValueError(f"dim={dim} must be divisible by n_heads={n_heads}")
@@ -36,7 +45,7 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, q, x):
+    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         n, nq, d = q.shape
         h = self.n_heads
         q = self.q(q).reshape(n, nq, h, d // h).transpose(1, 2)  # (N, h, Q, d/h)
@@ -63,7 +72,7 @@ class AttentivePooler(nn.Module):
         Bias in the query/key/value projections.
     """
 
-    def __init__(self, dim, n_queries=1, n_heads=8, mlp_ratio=4.0, qkv_bias=True):
+    def __init__(self, dim: int, n_queries: int = 1, n_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
         super().__init__()
         self.query = nn.Parameter(torch.zeros(1, n_queries, dim))
         nn.init.trunc_normal_(self.query, std=0.02)
@@ -75,7 +84,7 @@ class AttentivePooler(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.apply(_init_weights)
 
-    def forward(self, tokens):
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.ndim != 3:
             raise ValueError(f"tokens must be (N, L, dim), got shape {tuple(tokens.shape)}")
         q = self.query.expand(tokens.shape[0], -1, -1)
@@ -84,9 +93,23 @@ class AttentivePooler(nn.Module):
 
 
 class AttentiveHead(nn.Module):
-    """:class:`AttentivePooler` with one query followed by ``LayerNorm -> Linear(dim, n_outputs)``."""
+    """:class:`AttentivePooler` with one query followed by ``LayerNorm -> Linear(dim, n_outputs)``.
 
-    def __init__(self, dim, n_outputs, n_heads=8, mlp_ratio=4.0, qkv_bias=True):
+    Parameters
+    ----------
+    dim : int
+        Token width.
+    n_outputs : int
+        Number of regression outputs of the linear head.
+    n_heads : int
+        Attention heads of the pooler (``dim`` must be divisible by it).
+    mlp_ratio : float
+        Hidden width of the pooler's residual MLP relative to ``dim``.
+    qkv_bias : bool
+        Bias in the query/key/value projections.
+    """
+
+    def __init__(self, dim: int, n_outputs: int, n_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
         super().__init__()
         self.pooler = AttentivePooler(dim, 1, n_heads=n_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.norm = nn.LayerNorm(dim)
@@ -94,7 +117,7 @@ class AttentiveHead(nn.Module):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, tokens):
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.pooler(tokens)[:, 0]))
 
 

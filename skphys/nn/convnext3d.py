@@ -17,6 +17,8 @@ formulations of :mod:`skphys.nn.depthwise` (``dw_impl``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,23 +29,44 @@ __all__ = ["LayerNormCF", "ConvNeXtBlock", "ConvNeXtEncoder3d", "JEPAPredictor",
 
 
 class LayerNormCF(nn.Module):
-    """LayerNorm over the channel axis of a channels-first tensor ``(N, C, ...)``."""
+    """LayerNorm over the channel axis of a channels-first tensor ``(N, C, ...)``.
 
-    def __init__(self, channels, eps=1e-6):
+    Parameters
+    ----------
+    channels : int
+        Size of the channel axis (axis 1); learnable per-channel scale and shift.
+    eps : float
+        Added to the variance for numerical stability.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.layer_norm(x.movedim(1, -1), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.movedim(-1, 1)
 
 
 class ConvNeXtBlock(nn.Module):
-    """Depthwise conv -> LayerNorm -> MLP (4x, GELU) -> layer scale -> residual."""
+    """Depthwise conv -> LayerNorm -> MLP (4x, GELU) -> layer scale -> residual.
 
-    def __init__(self, dim, kernel_size=(7, 7, 7), layer_scale=1e-6, dw_impl="auto"):
+    Parameters
+    ----------
+    dim : int
+        Channels of the input and output ``(N, dim, T, H, W)``.
+    kernel_size : int or tuple of 3 int
+        Odd depthwise kernel size ``(kt, kh, kw)`` (an int is used on all three axes).
+    layer_scale : float
+        Initial value of the learnable per-channel scale of the residual branch.
+    dw_impl : {"auto", "conv3d", "conv2d", "fft"}
+        Depthwise formulation, see :mod:`skphys.nn.depthwise`.
+    """
+
+    def __init__(self, dim: int, kernel_size: int | Sequence[int] = (7, 7, 7), layer_scale: float = 1e-6,
+                 dw_impl: str = "auto") -> None:
         super().__init__()
         self.dwconv = DepthwiseConv3d(dim, kernel_size, impl=dw_impl)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -51,18 +74,18 @@ class ConvNeXtBlock(nn.Module):
         self.fc2 = nn.Linear(4 * dim, dim)
         self.gamma = nn.Parameter(layer_scale * torch.ones(dim))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).movedim(1, -1)
         y = self.fc2(F.gelu(self.fc1(self.norm(y))))
         return x + (self.gamma * y).movedim(-1, 1)
 
 
-def min_frames(n_stages):
+def min_frames(n_stages: int) -> int:
     """Smallest window length for ``n_stages`` stages: ``2 ** (n_stages - 1)``."""
     return 2 ** (n_stages - 1)
 
 
-def check_input_size(n_frames, space, n_stages):
+def check_input_size(n_frames: int, space: Sequence[int], n_stages: int) -> None:
     """Raise ``ValueError`` unless ``n_frames`` and every spatial size are multiples of
     ``2 ** (n_stages - 1)`` (each downsampling stage halves them exactly)."""
     f = min_frames(n_stages)
@@ -85,6 +108,7 @@ class ConvNeXtEncoder3d(nn.Module):
     Parameters
     ----------
     in_channels : int
+        Channels (physical fields) of the input.
     widths, depths : sequence of int
         Per-stage width and number of blocks (the paper: (16, 32, 64, 128, 128), (3, 3, 3, 9, 3)).
     n_frames : int
@@ -94,12 +118,16 @@ class ConvNeXtEncoder3d(nn.Module):
         1: ``W == 1`` and kernels of width 1 along W (space is H).
     kernel_size : int
         Depthwise kernel size (7).
-    dw_impl : str
+    layer_scale : float
+        Initial value of the per-channel scale of each block's residual branch.
+    dw_impl : {"auto", "conv3d", "conv2d", "fft"}
         Depthwise formulation, see :mod:`skphys.nn.depthwise`.
     """
 
-    def __init__(self, in_channels, widths=(16, 32, 64, 128, 128), depths=(3, 3, 3, 9, 3), n_frames=16,
-                 n_spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
+    def __init__(self, in_channels: int, widths: Sequence[int] = (16, 32, 64, 128, 128),
+                 depths: Sequence[int] = (3, 3, 3, 9, 3), n_frames: int = 16,
+                 n_spatial_dims: int = 2, kernel_size: int = 7, layer_scale: float = 1e-6,
+                 dw_impl: str = "auto") -> None:
         super().__init__()
         if len(widths) != len(depths) or len(widths) < 1:
             raise ValueError(f"widths and depths must be non-empty and of equal length, got {widths} and {depths}")
@@ -131,7 +159,7 @@ class ConvNeXtEncoder3d(nn.Module):
         self.out_channels = widths[-1]
         self.apply(_init_weights)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, T, H, W), or (N, C, T, X) for a 1-D encoder -> (N, D, T', H', W')."""
         if self.n_spatial_dims == 1 and x.ndim == 4:
             x = x.unsqueeze(-1)
@@ -152,9 +180,26 @@ class ConvNeXtEncoder3d(nn.Module):
 
 class JEPAPredictor(nn.Module):
     """``Conv2d(D -> hidden, k=2, pad=1)`` -> ConvNeXt 2-D block -> ``Conv2d(hidden -> D, k=2)``,
-    applied per output frame of a ``(N, D, T, H, W)`` embedding (the size is preserved)."""
+    applied per output frame of a ``(N, D, T, H, W)`` embedding (the size is preserved).
 
-    def __init__(self, dim=128, hidden=256, n_spatial_dims=2, kernel_size=7, layer_scale=1e-6, dw_impl="auto"):
+    Parameters
+    ----------
+    dim : int
+        Embedding width ``D`` (input and output channels).
+    hidden : int
+        Width of the middle ConvNeXt block.
+    n_spatial_dims : {1, 2}
+        1: kernels of width 1 along W (the embedding has ``W == 1``).
+    kernel_size : int
+        Spatial depthwise kernel size of the block.
+    layer_scale : float
+        Initial value of the block's per-channel residual scale.
+    dw_impl : {"auto", "conv3d", "conv2d", "fft"}
+        Depthwise formulation, see :mod:`skphys.nn.depthwise`.
+    """
+
+    def __init__(self, dim: int = 128, hidden: int = 256, n_spatial_dims: int = 2, kernel_size: int = 7,
+                 layer_scale: float = 1e-6, dw_impl: str = "auto") -> None:
         super().__init__()
         kw = 1 if n_spatial_dims == 1 else 2
         pw = 0 if n_spatial_dims == 1 else 1
@@ -163,7 +208,7 @@ class JEPAPredictor(nn.Module):
         self.reduce = nn.Conv3d(hidden, dim, (1, 2, kw))
         self.apply(_init_weights)
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.reduce(self.block(self.expand(z)))
 
 

@@ -26,6 +26,7 @@ at the paper's configuration took 438 ms with ``"fft"`` in every stage and 490 m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ __all__ = ["IMPLS", "depthwise_conv3d", "DepthwiseConv3d", "next_fast_len"]
 IMPLS = ("auto", "conv3d", "conv2d", "fft")
 
 
-def next_fast_len(n):
+def next_fast_len(n: int) -> int:
     """Smallest integer ``>= n`` whose prime factors are 2, 3 and 5."""
     m = max(1, int(n))
     while True:
@@ -110,7 +111,8 @@ def _auto_impl(x, weight):
     return "fft"
 
 
-def depthwise_conv3d(x, weight, bias=None, impl="auto"):
+def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                     impl: str = "auto") -> torch.Tensor:
     """Depthwise 3-D cross-correlation with 'same' zero padding.
 
     Parameters
@@ -139,9 +141,21 @@ class DepthwiseConv3d(nn.Module):
 
     Parameters are stored exactly as in ``nn.Conv3d`` (``weight`` of shape ``(C, 1, kt, kh, kw)``,
     ``bias`` of shape ``(C,)``) and initialised the same way.
+
+    Parameters
+    ----------
+    channels : int
+        Channels ``C`` of the input and output (one kernel per channel).
+    kernel_size : int or tuple of 3 int
+        Odd kernel size ``(kt, kh, kw)``; an int is used on all three axes.
+    bias : bool
+        Whether to learn a per-channel bias.
+    impl : {"auto", "conv3d", "conv2d", "fft"}
+        Formulation, see :func:`depthwise_conv3d` (all exact up to float rounding).
     """
 
-    def __init__(self, channels, kernel_size=7, bias=True, impl="auto"):
+    def __init__(self, channels: int, kernel_size: int | Sequence[int] = 7, bias: bool = True,
+                 impl: str = "auto") -> None:
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -152,7 +166,7 @@ class DepthwiseConv3d(nn.Module):
         self.impl = impl
         self.kernel_size = ks
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return depthwise_conv3d(x, self.weight, self.bias, self.impl)
 
     def extra_repr(self):

@@ -9,6 +9,7 @@ or two spatial axes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
 
 
-def receptive_field(dilations, kernel_size=3):
+def receptive_field(dilations: Sequence[int], kernel_size: int = 3) -> int:
     """Receptive field (per axis) of stacked unpadded convolutions with these dilations."""
     return 1 + (kernel_size - 1) * sum(dilations)
 
@@ -54,6 +55,7 @@ class DynamicsEncoder(nn.Module):
     widths : sequence of 4 int, optional
         Widths of the shared layers; (4, 16, 64, 64) for 1-D data, (8, 64, 64, 64) for 2-D.
     kernel_size : int, default=3
+        Kernel size of the shared dilated convolutions along every axis.
     dilations : sequence of int, default=(1, 2, 4, 8)
         One per layer.
     activation : {"relu", "leaky_relu"}, default="relu"
@@ -62,9 +64,9 @@ class DynamicsEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels, n_latents, n_spatial_dims=1, widths=None, kernel_size=3, dilations=(1, 2, 4, 8),
-        activation="relu",
-    ):
+        self, in_channels: int, n_latents: int, n_spatial_dims: int = 1, widths: Sequence[int] | None = None,
+        kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), activation: str = "relu",
+    ) -> None:
         super().__init__()
         if n_spatial_dims not in (1, 2):
             raise ValueError(f"n_spatial_dims must be 1 or 2, got {n_spatial_dims}")
@@ -86,13 +88,13 @@ class DynamicsEncoder(nn.Module):
         self.n_spatial_dims = n_spatial_dims
         self.receptive_field = receptive_field(dilations, kernel_size)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, T, *space) -> local ``(mu, logvar)``, each (N, n_latents, T', *space')."""
         h = self.features(x)
         return self.mu_head(h), self.logvar_head(h)
 
 
-def inverse_variance_weighting(mu, logvar, correction):
+def inverse_variance_weighting(mu: torch.Tensor, logvar: torch.Tensor, correction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse-variance-weighted average of local estimates over all positions.
 
     ``w = softmax(-logvar)``, ``mu_z = sum(w * mu)`` and
@@ -117,7 +119,7 @@ def inverse_variance_weighting(mu, logvar, correction):
     return mu_z, logvar_z
 
 
-def dynamic_conv(x, weight, bias=None):
+def dynamic_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Convolution with a different kernel per sample ("valid" cross-correlation).
 
     The kernel windows are taken as a strided *view* of ``x`` (``Tensor.unfold`` per spatial axis,
@@ -151,7 +153,7 @@ def dynamic_conv(x, weight, bias=None):
     return out.reshape(B, c_out, *out_space)
 
 
-def dynamic_conv_unfold(x, weight, bias=None):
+def dynamic_conv_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Reference implementation of :func:`dynamic_conv` with ``unfold`` + batched matmul (the
     formulation of the published code; kept for tests and the benchmark's "before")."""
     B, c_in = x.shape[:2]
@@ -178,9 +180,23 @@ class LatentToKernel(nn.Module):
 
     One hidden layer (ReLU) each: ``hidden_factor * C_in * C_out`` units for the kernel and
     ``4 * C_out`` for the bias, as in the paper (``hidden_factor`` 4 for 1-D, 16 for 2-D).
+
+    Parameters
+    ----------
+    n_latents : int
+        Number of latent parameters (the MLPs' input width).
+    in_channels, out_channels : int
+        Input and output channels ``C_in``, ``C_out`` of the produced convolution.
+    kernel_size : int
+        Kernel size of the produced convolution along every spatial axis.
+    n_spatial_dims : {1, 2}
+        Spatial axes of the produced kernel.
+    hidden_factor : int
+        Hidden width of the kernel MLP in units of ``C_in * C_out``.
     """
 
-    def __init__(self, n_latents, in_channels, out_channels, kernel_size, n_spatial_dims, hidden_factor=4):
+    def __init__(self, n_latents: int, in_channels: int, out_channels: int, kernel_size: int, n_spatial_dims: int,
+                 hidden_factor: int = 4) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_shape = (out_channels, in_channels) + (kernel_size,) * n_spatial_dims
@@ -190,7 +206,7 @@ class LatentToKernel(nn.Module):
         self.kernel_net = nn.Sequential(nn.Linear(n_latents, hk), nn.ReLU(), nn.Linear(hk, n_kernel))
         self.bias_net = nn.Sequential(nn.Linear(n_latents, hb), nn.ReLU(), nn.Linear(hb, out_channels))
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z`` (B, n_latents) -> ``(weight (B, C_out, C_in, *kernel), bias (B, C_out))``."""
         return self.kernel_net(z).reshape(z.shape[0], *self.kernel_shape), self.bias_net(z)
 
@@ -206,19 +222,39 @@ class PropagatingDecoder(nn.Module):
     - ``"crop"``: with the edges of the true target frame (training on crops);
     - ``"periodic"``: circularly;
     - ``"constant"``: with a constant (Dirichlet walls).
+
+    Parameters
+    ----------
+    channels : int
+        Channels ``C`` of the state.
+    n_latents : int
+        Number of latent parameters that produce the kernels.
+    n_spatial_dims : {1, 2}
+        Spatial axes of the state.
+    hidden_channels : int
+        Width of the two hidden dynamic convolutions.
+    kernel_size : int
+        Odd kernel size of the dynamic convolutions along every spatial axis.
+    hidden_factor : int, optional
+        Hidden width factor of the kernel MLPs (:class:`LatentToKernel`); None: 4 for 1-D,
+        16 for 2-D.
+    output_scale : float
+        The fixed prefactor ``s`` of the update.
+    conv_impl : {"bmm", "unfold"}
+        ``"bmm"``: :func:`dynamic_conv`; anything else: :func:`dynamic_conv_unfold` (reference).
     """
 
     def __init__(
         self,
-        channels,
-        n_latents,
-        n_spatial_dims=1,
-        hidden_channels=16,
-        kernel_size=5,
-        hidden_factor=None,
-        output_scale=1e-6,
-        conv_impl="bmm",
-    ):
+        channels: int,
+        n_latents: int,
+        n_spatial_dims: int = 1,
+        hidden_channels: int = 16,
+        kernel_size: int = 5,
+        hidden_factor: int | None = None,
+        output_scale: float = 1e-6,
+        conv_impl: str = "bmm",
+    ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -266,7 +302,15 @@ class PropagatingDecoder(nn.Module):
         h = h.to(torch.promote_types(h.dtype, y.dtype))  # bf16 conv output, fp32 state
         return y + c * torch.tanh(self.output_scale * h / c)
 
-    def forward(self, y0, z, n_steps, boundary="periodic", edges=None, fill_value=0.0):
+    def forward(
+        self,
+        y0: torch.Tensor,
+        z: torch.Tensor,
+        n_steps: int,
+        boundary: str = "periodic",
+        edges: torch.Tensor | None = None,
+        fill_value: float = 0.0,
+    ) -> torch.Tensor:
         """Propagate ``n_steps`` steps.
 
         Parameters
@@ -275,9 +319,13 @@ class PropagatingDecoder(nn.Module):
             Initial state; with ``boundary="crop"`` the interior of the first target frame.
         z : Tensor (B, n_latents)
         n_steps : int
+            Number of propagation steps.
         boundary : {"crop", "periodic", "constant"}
+            How the state is padded before each step (see the class docstring).
         edges : Tensor (B, C, >= n_steps, *(space + 2 * pad)), optional
             Target frames ``y_0 .. y_{n_steps-1}`` whose borders pad the state (``"crop"`` only).
+        fill_value : float
+            Padding value with ``boundary="constant"``.
 
         Returns
         -------
@@ -302,23 +350,50 @@ class DynamicsVAEModule(nn.Module):
     correction by ``1 - position_dropout``. ``init_latent_std`` shifts the initial bias of the
     log-variance head so that the latent posteriors start with about that standard deviation
     (1: about the prior's, PyTorch's default initialisation).
+
+    Parameters
+    ----------
+    channels : int
+        Data channels ``C``.
+    n_latents : int
+        Number of latent parameters.
+    n_spatial_dims : {1, 2}
+        Spatial axes of the data.
+    hidden_channels : int
+        Width of the decoder's hidden dynamic convolutions.
+    kernel_size : int
+        Odd kernel size of the decoder's dynamic convolutions.
+    hidden_factor : int, optional
+        Hidden width factor of the decoder's kernel MLPs; None: 4 for 1-D, 16 for 2-D.
+    output_scale : float
+        The decoder's fixed update prefactor ``s``.
+    encoder_widths : sequence of int, optional
+        Widths of the encoder's shared layers; None: the paper's for ``n_spatial_dims``.
+    position_dropout : float
+        Fraction of encoder positions dropped from the weighted average in training.
+    encoder_dilations : sequence of int
+        Dilations of the encoder's layers, one per layer.
+    encoder_activation : {"relu", "leaky_relu"}
+        Activation of the encoder's shared layers.
+    init_latent_std : float
+        Approximate initial standard deviation of the latent posteriors.
     """
 
     def __init__(
         self,
-        channels,
-        n_latents=5,
-        n_spatial_dims=1,
-        hidden_channels=16,
-        kernel_size=5,
-        hidden_factor=None,
-        output_scale=1e-6,
-        encoder_widths=None,
-        position_dropout=0.1,
-        encoder_dilations=(1, 2, 4, 8),
-        encoder_activation="relu",
-        init_latent_std=1.0,
-    ):
+        channels: int,
+        n_latents: int = 5,
+        n_spatial_dims: int = 1,
+        hidden_channels: int = 16,
+        kernel_size: int = 5,
+        hidden_factor: int | None = None,
+        output_scale: float = 1e-6,
+        encoder_widths: Sequence[int] | None = None,
+        position_dropout: float = 0.1,
+        encoder_dilations: Sequence[int] = (1, 2, 4, 8),
+        encoder_activation: str = "relu",
+        init_latent_std: float = 1.0,
+    ) -> None:
         super().__init__()
         self.encoder = DynamicsEncoder(
             channels, n_latents, n_spatial_dims, encoder_widths, dilations=encoder_dilations,
@@ -346,7 +421,8 @@ class DynamicsVAEModule(nn.Module):
         rf = self.encoder.receptive_field
         return (n, 1) + tuple(c - rf + 1 for c in crop)
 
-    def encode(self, x, generator=None, drop_noise=None):
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               drop_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, T, *space) -> ``(mu_z, logvar_z)`` (N, n_latents).
 
         In training, position dropout uses ``drop_noise`` (uniform numbers of
@@ -367,9 +443,18 @@ class DynamicsVAEModule(nn.Module):
         return inverse_variance_weighting(mu, logvar, self.correction(mu.shape[2:], p))
 
     def forward(
-        self, x, target, n_steps=None, boundary="crop", fill_value=0.0, sample=True, generator=None, noise_scale=1.0,
-        eps=None, drop_noise=None,
-    ):
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        n_steps: int | None = None,
+        boundary: str = "crop",
+        fill_value: float = 0.0,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        noise_scale: float | torch.Tensor = 1.0,
+        eps: torch.Tensor | None = None,
+        drop_noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode ``x``, propagate the first frame of ``target`` and return
         ``(prediction, target_frames, mu_z, logvar_z)``; the prediction and the frames it is
         compared with are (N, C, n_steps, *space) (interior only with ``boundary="crop"``).
@@ -414,6 +499,6 @@ class DynamicsVAEModule(nn.Module):
         return mse + weight * kl, {"mse": mse, "kl": kl, "kl_weight": weight}
 
 
-def kl_standard_normal(mu, logvar):
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, exp(logvar)) || N(0, 1))`` summed over latents, per sample."""
     return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(-1)

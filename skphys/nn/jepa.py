@@ -20,7 +20,7 @@ def jepa_loss(
     n_chunks: int = 5,
     generator: Optional[torch.Generator] = None,
     gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-):
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """JEPA objective on a batch of window pairs ``win`` of shape ``(b, C, 2 * n_frames, *space)``.
 
     Context and target windows go through the encoder in one call (same weights, no EMA, no

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 __all__ = ["vicreg_terms", "vicreg_loss", "tokens_as_rows"]
 
 
-def tokens_as_rows(z):
+def tokens_as_rows(z: torch.Tensor) -> torch.Tensor:
     """``(B, D, *space)`` -> ``(B * prod(space), D)``; 2-D input is returned as is."""
     if z.ndim == 2:
         return z
@@ -35,7 +35,7 @@ def _off_diagonal_cov(z):
     return off / d
 
 
-def vicreg_terms(a, b, eps=1e-4):
+def vicreg_terms(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Invariance, variance and covariance terms for row matrices ``a``, ``b`` of shape (n, D)."""
     inv = F.mse_loss(a, b)
     var = 0.5 * (_hinge_std(a, eps) + _hinge_std(b, eps))
@@ -43,7 +43,16 @@ def vicreg_terms(a, b, eps=1e-4):
     return inv, var, cov
 
 
-def vicreg_loss(pred, target, sim_coeff=2.0, std_coeff=40.0, cov_coeff=2.0, n_chunks=5, eps=1e-4, generator=None):
+def vicreg_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sim_coeff: float = 2.0,
+    std_coeff: float = 40.0,
+    cov_coeff: float = 2.0,
+    n_chunks: int = 5,
+    eps: float = 1e-4,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """VICReg loss between ``pred`` and ``target`` token maps, computed in float32.
 
     Parameters
@@ -54,6 +63,8 @@ def vicreg_loss(pred, target, sim_coeff=2.0, std_coeff=40.0, cov_coeff=2.0, n_ch
     n_chunks : int
         Rows are shuffled and split into this many chunks (fewer if there are too few rows, each
         chunk keeps at least 2 rows); the chunk losses are averaged.
+    eps : float
+        Added to the variance before the square root of the variance hinge.
     generator : torch.Generator, optional
         For the shuffle.
 

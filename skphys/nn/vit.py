@@ -18,6 +18,7 @@ Tensors are channels-first ``(N, C, T, H, W)``. 1-D systems ``(N, C, T, X)`` are
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +46,24 @@ def _as_5d(x):
 
 class TubeletEmbed(nn.Module):
     """Split ``(N, C, T, H, W)`` into ``tubelet x patch_h x patch_w`` tubes and project each to
-    ``embed_dim``. Returns ``(N, L, embed_dim)`` with ``L = T/t * H/ph * W/pw`` (order t, h, w)."""
+    ``embed_dim``. Returns ``(N, L, embed_dim)`` with ``L = T/t * H/ph * W/pw`` (order t, h, w).
 
-    def __init__(self, in_channels, embed_dim, patch_size=(2, 16, 16)):
+    Parameters
+    ----------
+    in_channels : int
+        Number of physical channels ``C``.
+    embed_dim : int
+        Token width.
+    patch_size : tuple of 3 int
+        Tube size ``(tubelet, patch_h, patch_w)``; the input sizes must be multiples of it.
+    """
+
+    def __init__(self, in_channels: int, embed_dim: int, patch_size: Sequence[int] = (2, 16, 16)) -> None:
         super().__init__()
         self.patch_size = tuple(int(p) for p in patch_size)
         self.proj = nn.Conv3d(in_channels, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
-    def grid(self, shape):
+    def grid(self, shape: Sequence[int]) -> tuple[int, int, int]:
         """Token grid ``(T', H', W')`` for a spatial-temporal input shape ``(T, H, W)``."""
         t, h, w = shape
         pt, ph, pw = self.patch_size
@@ -60,7 +71,7 @@ class TubeletEmbed(nn.Module):
             raise ValueError(f"input size {tuple(shape)} is not a multiple of the patch size {self.patch_size}")
         return t // pt, h // ph, w // pw
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.grid(x.shape[2:])
         return self.proj(x).flatten(2).transpose(1, 2)
 
@@ -73,7 +84,7 @@ def _sincos_1d(dim, positions):
     return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
 
 
-def sincos_position_3d(grid, dim):
+def sincos_position_3d(grid: Sequence[int], dim: int) -> torch.Tensor:
     """Fixed 3-D sinusoidal positions for a token grid ``(T', H', W')`` -> ``(T'H'W', dim)``.
 
     Each axis gets ``2 * (dim // 6)`` channels of sines and cosines of its integer coordinate;
@@ -94,9 +105,19 @@ def sincos_position_3d(grid, dim):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with fused :func:`F.scaled_dot_product_attention`."""
+    """Multi-head self-attention with fused :func:`F.scaled_dot_product_attention`.
 
-    def __init__(self, dim, n_heads, qkv_bias=True):
+    Parameters
+    ----------
+    dim : int
+        Token width (input and output).
+    n_heads : int
+        Attention heads (``dim`` must be divisible by it).
+    qkv_bias : bool
+        Bias in the fused query/key/value projection.
+    """
+
+    def __init__(self, dim: int, n_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"width {dim} is not divisible by n_heads={n_heads}")
@@ -104,7 +125,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
         qkv = self.qkv(x).reshape(n, length, 3, self.n_heads, dim // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -113,9 +134,21 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (GELU)."""
+    """Pre-norm transformer block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (GELU).
 
-    def __init__(self, dim, n_heads, mlp_ratio=4.0, qkv_bias=True):
+    Parameters
+    ----------
+    dim : int
+        Token width.
+    n_heads : int
+        Attention heads (``dim`` must be divisible by it).
+    mlp_ratio : float
+        Hidden width of the MLP relative to ``dim``.
+    qkv_bias : bool
+        Bias in the query/key/value projection.
+    """
+
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
         super().__init__()
         hidden = int(round(dim * mlp_ratio))
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -123,12 +156,19 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
-def tube_mask(n, grid, mask_ratio, generator=None, device=None, noise=None):
+def tube_mask(
+    n: int,
+    grid: Sequence[int],
+    mask_ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random tube masks: one spatial mask per sample, repeated over the temporal token axis.
 
     Returns ``(visible_idx, masked_idx)``, long tensors of shape ``(n, T' * n_vis)`` and
@@ -153,7 +193,7 @@ def tube_mask(n, grid, mask_ratio, generator=None, device=None, noise=None):
     return vis, msk
 
 
-def patchify(x, patch_size, normalize=True, eps=1e-6):
+def patchify(x: torch.Tensor, patch_size: Sequence[int], normalize: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """``(N, C, T, H, W)`` -> ``(N, L, C * pt * ph * pw)`` patch values in token order.
 
     With ``normalize`` every channel of every patch is shifted and scaled to zero mean and unit
@@ -192,22 +232,25 @@ class VideoMAE(nn.Module):
         Decoder width, blocks, heads (192, 4, 3).
     mlp_ratio : float
         Hidden width of the MLPs relative to the block width.
+    n_spatial_dims : {1, 2}
+        2 for ``(N, C, T, H, W)`` fields; 1 for ``(N, C, T, X)`` fields (treated as ``H = 1``,
+        patch height 1).
     """
 
     def __init__(
         self,
-        in_channels,
-        patch_size=16,
-        tubelet_size=2,
-        embed_dim=384,
-        depth=12,
-        n_heads=6,
-        decoder_embed_dim=192,
-        decoder_depth=4,
-        decoder_n_heads=3,
-        mlp_ratio=4.0,
-        n_spatial_dims=2,
-    ):
+        in_channels: int,
+        patch_size: int | Sequence[int] = 16,
+        tubelet_size: int = 2,
+        embed_dim: int = 384,
+        depth: int = 12,
+        n_heads: int = 6,
+        decoder_embed_dim: int = 192,
+        decoder_depth: int = 4,
+        decoder_n_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        n_spatial_dims: int = 2,
+    ) -> None:
         super().__init__()
         ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         if n_spatial_dims == 1:
@@ -260,14 +303,14 @@ class VideoMAE(nn.Module):
         self._pos_cache = {}
         return super()._apply(fn, *args, **kwargs)
 
-    def tokens(self, x):
+    def tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Embedded tokens plus positions, and the token grid."""
         x = _as_5d(x)
         grid = self.patch_embed.grid(x.shape[2:])
         tok = self.patch_embed(x)
         return tok + self._positions(grid, self.embed_dim, tok.device).to(tok.dtype), grid
 
-    def encode(self, x, visible_idx=None):
+    def encode(self, x: torch.Tensor, visible_idx: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder output ``(N, L_vis, embed_dim)``; all tokens when ``visible_idx`` is None."""
         tok, _ = self.tokens(x)
         if visible_idx is not None:
@@ -276,11 +319,11 @@ class VideoMAE(nn.Module):
             tok = blk(tok)
         return self.norm(tok)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """All encoder tokens ``(N, L, embed_dim)`` (no masking): the embedding."""
         return self.encode(x)
 
-    def reconstruct(self, x, visible_idx, masked_idx):
+    def reconstruct(self, x: torch.Tensor, visible_idx: torch.Tensor, masked_idx: torch.Tensor) -> torch.Tensor:
         """Decoder predictions for the masked tokens ``(N, L_masked, C * pt * ph * pw)``."""
         x = _as_5d(x)
         grid = self.patch_embed.grid(x.shape[2:])
@@ -296,7 +339,14 @@ class VideoMAE(nn.Module):
         pred = self.decoder_pred(self.decoder_norm(_gather(full, masked_idx)))
         return pred
 
-    def loss(self, x, mask_ratio=0.9, generator=None, normalize_target=True, mask_noise=None):
+    def loss(
+        self,
+        x: torch.Tensor,
+        mask_ratio: float = 0.9,
+        generator: torch.Generator | None = None,
+        normalize_target: bool = True,
+        mask_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Masked-patch reconstruction MSE on per-patch normalized targets (masked tokens only).
 
         The tube masks come from ``mask_noise`` (``(n, n_spatial_patches)`` uniform numbers) when
