@@ -55,7 +55,7 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
     context's last frame over one frame interval with torchdiffeq's adaptive Bogacki-Shampine
     solver (``bosh3``, adjoint gradients), and the prediction is scored against the next frame,
     both in the context-normalized units, with an MSE divided by the target's variance (per
-    channel). The operator starts at zero (the initial model is persistence).
+    channel). The operator's output layer starts near zero (the initial model is close to persistence).
 
     Each sample is integrated on its own, so its step sizes do not depend on the other samples
     of the batch (nor on the number of processes). ``history_`` records the mean solver steps per

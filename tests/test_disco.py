@@ -32,14 +32,15 @@ RNG = np.random.default_rng(0)
 X = np.cumsum(RNG.normal(size=(6, 5, 8, 8, 2)), axis=1).astype("float32") * 0.3
 
 
-def test_untrained_operator_is_persistence():
+def test_untrained_operator_is_near_persistence():
     op = OperatorUNet(2, 4, 2)
     hyper = DISCOHypernetwork(2, op, patch_size=4, embed_dim=16, depth=1, n_heads=2)
     ctx = torch.randn(2, 2, 3, 8, 8)
     w = hyper.weights(hyper.latent(ctx))
-    assert torch.count_nonzero(w["out"]) == 0  # the out conv starts at zero ...
-    u1, steps, capped = integrate(op, ctx[:1, :, -1], {k: v[0] for k, v in w.items()})
-    torch.testing.assert_close(u1, ctx[:1, :, -1])  # ... so du/dt = 0
+    assert w["out"].abs().max() < 1e-2 * w["inp"].abs().max()  # the out conv starts near zero ...
+    u0 = ctx[:1, :, -1]
+    u1, steps, capped = integrate(op, u0, {k: v[0] for k, v in w.items()})
+    assert float((u1 - u0).abs().max()) < 1e-2 * float(u0.abs().max())  # ... so du/dt is small
     assert not capped  # (the step size still starts small and grows tenfold per step)
 
 

@@ -133,11 +133,11 @@ class DISCOHypernetwork(nn.Module):
         for name, (shape, fan_in, _, _) in operator.specs.items():
             head = nn.Linear(hidden, math.prod(shape))
             # the bias is a Kaiming-initialised base operator that the latent modulates; the
-            # output conv's head starts at zero, so the initial model is persistence
+            # output conv's bias starts at zero, so the initial model is close to persistence
+            # (not exactly: with a zero head every other head's gradient would start as rounding noise)
             nn.init.normal_(head.weight, std=0.02 / math.sqrt(hidden))
             with torch.no_grad():
                 if name == "out":
-                    head.weight.zero_()
                     head.bias.zero_()
                 else:
                     head.bias.normal_(0.0, math.sqrt(2.0 / fan_in))
