@@ -79,9 +79,10 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
     mlp_ratio : float, default=4.0
     layer_scale : float, default=0.1
         Initial layer-scale value.
-    operator_width : int, default=32
-        Channels of the operator U-Net's first level (twice that on the second).
-    operator_groups : int, default=8
+    operator_width : int, default=8
+        Channels of the operator U-Net's first level (twice that on the second); the original
+        operator is as narrow.
+    operator_groups : int, default=4
         Groups of the operator's hidden convolutions and group norms; divides ``operator_width``.
     boundary : {"periodic", "walls"}, default="periodic"
     rtol, atol : float, default=1e-3, 1e-4
@@ -156,8 +157,8 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         n_heads=6,
         mlp_ratio=4.0,
         layer_scale=0.1,
-        operator_width=32,
-        operator_groups=8,
+        operator_width=8,
+        operator_groups=4,
         boundary="periodic",
         rtol=1e-3,
         atol=1e-4,

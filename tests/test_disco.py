@@ -36,11 +36,13 @@ def test_untrained_operator_is_near_persistence():
     op = OperatorUNet(2, 4, 2)
     hyper = DISCOHypernetwork(2, op, patch_size=4, embed_dim=16, depth=1, n_heads=2)
     ctx = torch.randn(2, 2, 3, 8, 8)
-    w = hyper.weights(hyper.latent(ctx))
-    assert w["out"].abs().max() < 1e-2 * w["inp"].abs().max()  # the out conv starts near zero ...
+    with torch.no_grad():
+        w = hyper.weights(hyper.latent(ctx))
+    assert w["out"].abs().max() < 5e-2 * w["inp"].abs().max()  # the out conv starts near zero ...
     u0 = ctx[:1, :, -1]
-    u1, steps, capped = integrate(op, u0, {k: v[0] for k, v in w.items()})
-    assert float((u1 - u0).abs().max()) < 1e-2 * float(u0.abs().max())  # ... so du/dt is small
+    with torch.no_grad():
+        u1, steps, capped = integrate(op, u0, {k: v[0] for k, v in w.items()})
+    assert float((u1 - u0).abs().max()) < 5e-2 * float(u0.abs().max())  # ... so du/dt is small
     assert not capped  # (the step size still starts small and grows tenfold per step)
 
 

@@ -5,10 +5,12 @@ frame.
 - :class:`OperatorUNet`: the operator's architecture as data: a U-Net without biases, with
   grouped convolutions and affine-free group norms, on a periodic or walled domain. It holds no
   parameters: :meth:`OperatorUNet.apply` takes one sample's weights.
-- :class:`DISCOHypernetwork`: field adapter, CNN downsampling by ``patch_size``, space-time
+- :class:`DISCOHypernetwork`: field adapter, CNN downsampling by ``patch_size`` (strided
+  convolutions with RMS instance norm), space-time
   blocks (attention over time, then axial attention over each spatial axis, with QK-norm,
   relative position bias and layer scale), the mean over time and space (the theta-latent), and an
-  MLP with one linear head per operator weight tensor.
+  MLP with one linear head per operator weight tensor, each softly bounded by a multiple of its
+  layer's Kaiming scale.
 - :func:`integrate`: the operator integrated over one frame interval with torchdiffeq's adaptive
   Bogacki-Shampine solver (``bosh3``), adjoint gradients when training.
 
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .avit import SpaceTimeBlock, as_5d, patch_factors
+from .avit import RMSInstanceNorm, SpaceTimeBlock, as_5d, patch_factors
 
 __all__ = ["OperatorUNet", "DISCOHypernetwork", "integrate", "SolverStepsExceeded"]
 
@@ -118,7 +120,7 @@ class DISCOHypernetwork(nn.Module):
         for k, f in enumerate(fs):
             w_out = embed_dim if k == len(fs) - 1 else max(d0, embed_dim // 2)
             kern = (1, f) if one_d else (f, f)
-            layers += [nn.Conv2d(w_in, w_out, kern, stride=kern), nn.GELU()]
+            layers += [nn.Conv2d(w_in, w_out, kern, stride=kern), RMSInstanceNorm(w_out), nn.GELU()]
             w_in = w_out
         self.down = nn.Sequential(*layers[:-1])
         self.blocks = nn.ModuleList(
@@ -130,18 +132,25 @@ class DISCOHypernetwork(nn.Module):
         hidden = int(hyper_hidden or embed_dim)
         self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.heads = nn.ModuleDict()
+        bounds = {}
         for name, (shape, fan_in, _, _) in operator.specs.items():
             head = nn.Linear(hidden, math.prod(shape))
-            # the bias is a Kaiming-initialised base operator that the latent modulates; the
-            # output conv's bias starts at zero, so the initial model is close to persistence
-            # (not exactly: with a zero head every other head's gradient would start as rounding noise)
+            # Each weight tensor is bounded softly: w = 2 s tanh(raw / (2 s)) with s the Kaiming
+            # scale of its layer (as the original bounds weights by a signed sigmoid), so a bad
+            # latent cannot make the operator arbitrarily stiff. The heads' biases are a
+            # Kaiming-initialised base operator that the latent modulates; the output layer's bias
+            # starts at zero, so the initial model is close to persistence (not exactly: with a
+            # zero head every other head's gradient would start as rounding noise).
+            scale = math.sqrt(2.0 / fan_in)
+            bounds[name] = scale
             nn.init.normal_(head.weight, std=0.02 / math.sqrt(hidden))
             with torch.no_grad():
                 if name == "out":
                     head.bias.zero_()
                 else:
-                    head.bias.normal_(0.0, math.sqrt(2.0 / fan_in))
+                    head.bias.normal_(0.0, scale)
             self.heads[name] = head
+        self.bounds = bounds
 
     def latent(self, x):
         """theta-latent ``(N, embed_dim)`` of a (normalized) context."""
@@ -158,7 +167,11 @@ class DISCOHypernetwork(nn.Module):
         """Operator weights from theta-latents: dict name -> (N, *shape), float32."""
         hid = self.mlp(theta)
         shapes = self.operator.shapes
-        return {name: head(hid).float().reshape(theta.shape[0], *shapes[name]) for name, head in self.heads.items()}
+        out = {}
+        for name, head in self.heads.items():
+            b = 2.0 * self.bounds[name]
+            out[name] = (b * torch.tanh(head(hid).float() / b)).reshape(theta.shape[0], *shapes[name])
+        return out
 
 
 def integrate(operator, u0, weights, *, rtol=1e-3, atol=1e-4, max_steps=64, adjoint=True, on_exceed="fixed"):
