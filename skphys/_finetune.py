@@ -23,9 +23,9 @@ class TokenEncoder(nn.Module):
     """A fitted embedder's ``transform`` as a trainable module: raw channels-last windows
     ``(N, T, *space, C)`` (``T >= n_frames``) -> tokens ``(N, L, D)``.
 
-    The first ``n_frames`` frames are standardized per channel with the embedder's ``mean`` and
-    ``scale``, moved channels-first and passed to ``tokens(body, x)``; a 2-D result (pooled
-    embeddings) becomes one token.
+    The first ``n_frames`` frames (all of them when ``n_frames`` is None) are standardized per
+    channel with the embedder's ``mean`` and ``scale``, moved channels-first and passed to
+    ``tokens(body, x)``; a 2-D result (pooled embeddings, latent vectors) becomes one token.
     """
 
     def __init__(self, body, mean, scale, n_frames, tokens):
@@ -33,7 +33,7 @@ class TokenEncoder(nn.Module):
         self.body = body
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(-1))
-        self.n_frames = int(n_frames)
+        self.n_frames = None if n_frames is None else int(n_frames)
         self.tokens = tokens
 
     def forward(self, x):
@@ -90,7 +90,8 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
     targets with an MSE loss; the encoder moves at ``encoder_lr_scale`` times the probe's learning
     rate. This is the JEPA paper's "full fine-tuning" row, available for every embedder that
     exposes its token encoder: :class:`~skphys.JEPAEmbedder`, :class:`~skphys.VideoMAEEmbedder`,
-    :class:`~skphys.MPPEmbedder` and :class:`~skphys.DISCOEmbedder`.
+    :class:`~skphys.MPPEmbedder`, :class:`~skphys.DISCOEmbedder` and :class:`~skphys.DynamicsVAE`
+    (whose latent means, computed from whole trajectories, become one token).
 
     ``embedder`` may be fitted already (pass it wrapped in :class:`sklearn.frozen.FrozenEstimator`
     to keep its pretraining through ``clone``, as ``GridSearchCV`` and ``cross_val_score`` clone
@@ -124,8 +125,8 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
     head_ : skphys.nn.attentive_pooler.AttentiveHead
     probe_ : AttentiveProbeRegressor
         Unfitted clone of ``probe`` (its target transform is used).
-    n_frames_ : int
-        Frames of each trajectory the encoder reads (the embedder's ``n_frames``).
+    n_frames_ : int or None
+        Frames of each trajectory the encoder reads (the embedder's ``n_frames``; None: all).
     n_outputs_ : int
     y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
     history_ : skorch.history.History
@@ -210,7 +211,7 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         if not hasattr(emb, "_token_encoder"):
             raise TypeError(
                 f"{who}: {type(emb).__name__} cannot be fine-tuned: it does not expose its token encoder "
-                "(supported: JEPAEmbedder, VideoMAEEmbedder, MPPEmbedder, DISCOEmbedder)"
+                "(supported: JEPAEmbedder, VideoMAEEmbedder, MPPEmbedder, DISCOEmbedder, DynamicsVAE)"
             )
         X = check_trajectories(X, estimator=who)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
@@ -266,7 +267,7 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
     def predict_standardized(self, X):
         """Predictions in the transformed, standardized target space, shape (n_samples, n_outputs)."""
         check_is_fitted(self, "head_")
-        X = check_trajectories(X, estimator=type(self).__name__, min_frames=self.n_frames_)
+        X = check_trajectories(X, estimator=type(self).__name__, min_frames=self.n_frames_ or 1)
         self.embedder_.transform(X[:1])  # the embedder's own shape checks
         device = self._runtime_device()
         enc = self._module_on("encoder_", device).eval()

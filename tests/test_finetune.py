@@ -10,8 +10,8 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from skphys import (AttentiveProbeRegressor, DISCOEmbedder, FineTunedRegressor, JEPAEmbedder, MPPEmbedder,
-                    VideoMAEEmbedder)
+from skphys import (AttentiveProbeRegressor, DISCOEmbedder, DynamicsVAE, FineTunedRegressor, JEPAEmbedder,
+                    MPPEmbedder, VideoMAEEmbedder)
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +37,23 @@ EMBEDDERS = {
     "disco": lambda: DISCOEmbedder(n_frames=4, patch_size=4, embed_dim=16, depth=1, n_heads=2, operator_width=4,
                                    operator_groups=2, max_epochs=1, batch_size=4, device="cpu", random_state=0),
 }
+
+
+def test_dynamics_vae_latents_fine_tune():
+    rng = np.random.default_rng(1)
+    t = np.linspace(0, 1, 40)[:, None]
+    xs = np.linspace(0, 2 * np.pi, 36, endpoint=False)[None, :]
+    speed = rng.uniform(0.5, 2.0, size=(8, 1, 1))
+    X1 = (np.sin(xs[None] - 4 * speed * t[None]) + 0.05 * rng.normal(size=(8, 40, 36)))[..., None].astype("float32")
+    vae = DynamicsVAE(encoder_crop=(17, 17), decoder_crop=16, rollout_steps=3, hidden_channels=4,
+                      encoder_dilations=(1, 1, 2, 4), max_epochs=1, batch_size=4, device="cpu", random_state=0).fit(X1)
+    mu = vae.transform(X1)
+    with torch.no_grad():
+        z = vae._token_encoder()(torch.from_numpy(X1)).numpy()
+    np.testing.assert_allclose(z[:, 0], mu, rtol=1e-4, atol=1e-5)
+    ft = _ft(FrozenEstimator(vae)).fit(X1, speed.ravel())
+    assert ft.n_frames_ is None and ft.predict(X1).shape == (8,)
+    np.testing.assert_array_equal(vae.transform(X1), mu)
 
 
 def _ft(emb, **kw):
