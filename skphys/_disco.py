@@ -89,6 +89,10 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         Tolerances of the adaptive solver.
     max_solver_steps : int, default=32
         Bound on the solver steps per sample (the cost of a sample grows with them).
+    adjoint : bool, default=True
+        Gradients through the solver from the adjoint equation (as in DISCO: memory independent
+        of the number of steps), or by backpropagating through the solver's steps (False: about
+        3x faster on the CPU at tiny sizes, memory grows with the steps).
     pooling : {"mean", "tokens"}, default="mean"
         ``transform`` output: theta ``(n_samples, embed_dim)`` or ``(n_samples, 1, embed_dim)``.
     max_epochs : int, default=20
@@ -144,6 +148,7 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         "rtol": [Interval(numbers.Real, 0, None, closed="neither")],
         "atol": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_solver_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "adjoint": ["boolean"],
         "pooling": [StrOptions({"tokens", "mean"})],
         **TRAINING_CONSTRAINTS,
     }
@@ -163,6 +168,7 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         rtol=1e-3,
         atol=1e-4,
         max_solver_steps=32,
+        adjoint=True,
         pooling="mean",
         max_epochs=20,
         batch_size=8,
@@ -188,6 +194,7 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         self.rtol = rtol
         self.atol = atol
         self.max_solver_steps = max_solver_steps
+        self.adjoint = adjoint
         self.pooling = pooling
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -301,7 +308,7 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         return torch.cat(preds), xn, mu, sd, steps, capped
 
     def _loss(self, modules, win, ctx):
-        pred, xn, _, _, steps, capped = self._predict(modules["module_"], win, adjoint=True)
+        pred, xn, _, _, steps, capped = self._predict(modules["module_"], win, adjoint=self.adjoint)
         target = xn[:, :, self.n_frames].float()
         dims = tuple(range(2, target.dim()))
         var = target.var(dim=dims, unbiased=False)

@@ -75,6 +75,24 @@ def test_solver_budget_is_recorded_and_capped():
         assert rec["solver_capped"] == 1.0 and rec["solver_steps"] == 1.0
 
 
+def test_adjoint_and_direct_gradients_agree():
+    est = _tiny()
+    est._setup(X, None)
+    torch.manual_seed(0)
+    module = est._build_modules()["module_"]
+    win = torch.from_numpy(X[:2]).movedim(-1, 1)
+    grads = []
+    for adjoint in (True, False):
+        module.zero_grad()
+        est.set_params(adjoint=adjoint, rtol=1e-7, atol=1e-9)
+        loss, _ = est._loss({"module_": module}, win, None)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None]))
+    # the two gradients of the same loss, to the tolerance of the adjoint solve
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-3 * float(grads[1].abs().max()))
+    assert float(grads[1].abs().max()) > 0
+
+
 def test_shapes_pickle_and_1d():
     est = _tiny().fit(X)
     z = est.transform(X)
