@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
 from torch import nn
 
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, autocast, check_trajectories, read_rows
@@ -107,6 +107,10 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         settings are not used: the ones below are.
     encoder_lr_scale : float in (0, 1], default=0.1
         The encoder's learning rate relative to ``lr``.
+    train_fraction : float in (0, 1], default=1.0
+        Fine-tune on a random fraction of the labelled rows drawn with ``random_state`` (the
+        paper's labelled-fraction protocol, as :class:`skphys.AttentiveProbeRegressor`'s; an
+        unfitted embedder is still pretrained on all of ``X``).
     max_epochs : int, default=20
     batch_size : int, default=16
     lr : float, default=1e-3
@@ -125,6 +129,8 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
     head_ : skphys.nn.attentive_pooler.AttentiveHead
     probe_ : AttentiveProbeRegressor
         Unfitted clone of ``probe`` (its target transform is used).
+    train_indices_ : ndarray
+        Rows of the training set used (``train_fraction``).
     n_frames_ : int or None
         Frames of each trajectory the encoder reads (the embedder's ``n_frames``; None: all).
     n_outputs_ : int
@@ -151,6 +157,7 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         "embedder": [HasMethods(["fit", "transform"])],
         "probe": [None, HasMethods(["fit", "predict"])],
         "encoder_lr_scale": [Interval(numbers.Real, 0, 1, closed="right")],
+        "train_fraction": [Interval(numbers.Real, 0, 1, closed="right")],
         **TRAINING_CONSTRAINTS,
     }
 
@@ -159,6 +166,7 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         embedder,
         probe=None,
         encoder_lr_scale=0.1,
+        train_fraction=1.0,
         max_epochs=20,
         batch_size=16,
         lr=1e-3,
@@ -173,6 +181,7 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         self.embedder = embedder
         self.probe = probe
         self.encoder_lr_scale = encoder_lr_scale
+        self.train_fraction = train_fraction
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -232,7 +241,14 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         emb.transform(X[:1])
         enc = emb._token_encoder()
         self.n_frames_ = enc.n_frames
-        return X, y2
+        n = X.shape[0]
+        n_train = max(1, int(round(self.train_fraction * n)))
+        rs = check_random_state(self.random_state)
+        idx = np.sort(rs.permutation(n)[:n_train]) if n_train < n else np.arange(n)
+        self.train_indices_ = idx
+        if n_train < n:
+            X = read_rows(X, idx)
+        return X, y2[idx]
 
     def _setup(self, X, y):
         from ._probe import _largest_divisor_at_most

@@ -107,6 +107,11 @@ def test_unfitted_embedder_is_pretrained_on_X_and_in_model_selection():
     gs = GridSearchCV(_ft(EMBEDDERS["mpp"](), max_epochs=1), {"encoder_lr_scale": [0.1, 1.0]}, cv=2,
                       error_score="raise").fit(X, Y)
     assert gs.predict(X).shape == (12,)
+    # the paper's labelled-fraction protocol
+    frozen = FrozenEstimator(EMBEDDERS["mpp"]().fit(X))
+    gs = GridSearchCV(_ft(frozen, max_epochs=1), {"train_fraction": [0.5, 1.0]}, cv=KFold(3),
+                      error_score="raise").fit(X, Y)
+    assert len(gs.best_estimator_.train_indices_) in (6, 12)  # refit on all 12 rows
     assert clone(ft).get_params()["encoder_lr_scale"] == 0.1
 
 
