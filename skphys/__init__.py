@@ -2,8 +2,10 @@
 spatiotemporal physical systems and estimate their governing parameters.
 
 Estimators
-    :class:`JEPAEmbedder`, :class:`VideoMAEEmbedder`, :class:`DynamicsVAE`,
-    :class:`AttentiveProbeRegressor`, and the non-learned baseline :class:`SpectralStatsFeatures`.
+    :class:`JEPAEmbedder`, :class:`VideoMAEEmbedder`, :class:`DynamicsVAE`, the physical-modeling
+    baselines :class:`MPPEmbedder` and :class:`DISCOEmbedder`, :class:`AttentiveProbeRegressor`,
+    :class:`FineTunedRegressor` (end-to-end fine-tuning of any embedder), and the non-learned
+    baseline :class:`SpectralStatsFeatures`.
 Displays (:mod:`skphys.display`)
     :class:`LatentStatisticsDisplay`, :class:`ParameterParityDisplay`,
     :class:`RolloutErrorDisplay`, :class:`LabelEfficiencyDisplay`.
@@ -28,6 +30,9 @@ _LAZY = {
     "AttentiveProbeRegressor": "skphys._probe",
     "VideoMAEEmbedder": "skphys._videomae",
     "DynamicsVAE": "skphys._dynamics_vae",
+    "MPPEmbedder": "skphys._mpp",
+    "DISCOEmbedder": "skphys._disco",
+    "FineTunedRegressor": "skphys._finetune",
     "SpectralStatsFeatures": "skphys._features",
     # displays
     "LatentStatisticsDisplay": "skphys.display",

@@ -39,6 +39,10 @@ def _as_tuple(value, n, name):
     return value
 
 
+def _vae_latent_means(module, x):
+    return module.encode(x)[0]
+
+
 class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
     """Physics VAE that extracts interpretable dynamical parameters from trajectories.
 
@@ -577,6 +581,15 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         n_steps = min(X.shape[1] - 1, self.rollout_steps_)
         pred = self.predict(X[:, 0], n_steps, context=X)
         return -float(np.mean((pred - X[:, 1 : n_steps + 1]) ** 2))
+
+    def _token_encoder(self):
+        """The trainable map from raw trajectories to what ``transform`` returns (the latent
+        means, as one token), for :class:`skphys.FineTunedRegressor`."""
+        from ._finetune import TokenEncoder
+
+        check_is_fitted(self, "module_")
+        C = self.n_channels_
+        return TokenEncoder(self.module_, np.zeros(C), np.ones(C), None, _vae_latent_means)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -25,6 +25,11 @@ from .nn.jepa import jepa_loss
 __all__ = ["JEPAEmbedder"]
 
 
+def _jepa_tokens(encoder, x, pooling="tokens"):
+    z = encoder(x).float().flatten(2).transpose(1, 2)  # (b, tokens, width)
+    return z.mean(dim=1) if pooling == "mean" else z
+
+
 class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
     """Joint-embedding predictive architecture for spatiotemporal fields (ConvNeXt 3-D + VICReg).
 
@@ -299,6 +304,17 @@ class JEPAEmbedder(TransformerMixin, TorchEstimatorBase):
             return z.cpu().numpy()
 
         return self._map_batches(X, embed)
+
+    def _token_encoder(self):
+        """The trainable map from raw windows to what ``transform`` returns (for
+        :class:`skphys.FineTunedRegressor`)."""
+        import functools
+
+        from ._finetune import TokenEncoder
+
+        check_is_fitted(self, "encoder_")
+        return TokenEncoder(self.encoder_, self.mean_, self.scale_, self.n_frames,
+                            functools.partial(_jepa_tokens, pooling=self.pooling))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -35,6 +35,11 @@ __all__ = ["VideoMAEEmbedder"]
 _WHO = "VideoMAEEmbedder"
 
 
+def _videomae_tokens(module, x, pooling="tokens"):
+    tok = module(x)
+    return tok.mean(dim=1) if pooling == "mean" else tok
+
+
 class VideoMAEEmbedder(TransformerMixin, TorchEstimatorBase):
     """Masked-autoencoder video transformer (VideoMAE) for spatiotemporal physical fields.
 
@@ -367,6 +372,17 @@ or (n_samples, embed_dim) with ``pooling="mean"``
                 total += float(module.loss(x, mask_ratio=self.mask_ratio, generator=gen)) * len(batch)
                 count += len(batch)
         return total / count
+
+    def _token_encoder(self):
+        """The trainable map from raw windows to what ``transform`` returns (for
+        :class:`skphys.FineTunedRegressor`)."""
+        import functools
+
+        from ._finetune import TokenEncoder
+
+        check_is_fitted(self, "module_")
+        return TokenEncoder(self.module_, self.mean_, self.scale_, self.n_frames,
+                            functools.partial(_videomae_tokens, pooling=self.pooling))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

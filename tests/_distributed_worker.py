@@ -42,6 +42,18 @@ def make(case):
                           encoder_dilations=(1, 1, 2, 4), max_epochs=3, batch_size=4, lr=1e-3, device="cpu",
                           random_state=0)
         return est, data("1d"), None
+    if case == "mpp":
+        est = skphys.MPPEmbedder(n_frames=3, patch_size=4, embed_dim=8, depth=1, n_heads=2, max_epochs=3, batch_size=4,
+                                 lr=1e-3, device="cpu", random_state=0)
+        return est, data("2d"), None
+    if case == "disco":
+        # lr 1e-5: many hypernetwork-head gradients sit at rounding level (the adaptive solver's
+        # sums differ in the last bits between 1 and 2 ranks), and Adam turns rounding noise into
+        # steps of size lr; the losses agree exactly
+        est = skphys.DISCOEmbedder(n_frames=3, patch_size=4, embed_dim=8, depth=1, n_heads=2, operator_width=4,
+                                   operator_groups=2, max_epochs=2, batch_size=4, lr=1e-5, device="cpu",
+                                   random_state=0)
+        return est, data("2d"), None
     if case == "probe":
         rng = np.random.default_rng(1)
         X = rng.normal(size=(24, 3, 8)).astype("float32")

@@ -198,3 +198,58 @@ def test_tags():
     tags = AttentiveProbeRegressor().__sklearn_tags__()
     assert tags.input_tags.two_d_array and tags.input_tags.three_d_array and tags.target_tags.multi_output
     assert tags.estimator_type == "regressor"
+
+
+# ---------------------------------------------------------------- MPP, DISCO and fine-tuning
+def _mpp(**kw):
+    from skphys import MPPEmbedder
+
+    p = dict(n_frames=4, patch_size=4, embed_dim=8, depth=1, n_heads=2, batch_size=4, max_epochs=1, random_state=0)
+    p.update(kw)
+    return MPPEmbedder(**p)
+
+
+def _disco(**kw):
+    from skphys import DISCOEmbedder
+
+    p = dict(n_frames=4, patch_size=4, embed_dim=8, depth=1, n_heads=2, operator_width=4, operator_groups=2,
+             batch_size=4, max_epochs=1, random_state=0)
+    p.update(kw)
+    return DISCOEmbedder(**p)
+
+
+@pytest.mark.parametrize("make", [_mpp, _disco], ids=["mpp", "disco"])
+def test_new_embedders_citizenship(make):
+    est = make()
+    c = clone(est)
+    assert c.get_params() == est.get_params()
+    for name in ("max_epochs", "batch_size", "lr", "weight_decay", "device", "random_state", "verbose",
+                 "checkpoint_dir", "callbacks"):
+        assert name in est.get_params()
+    fitted = clone(est).fit(X5)
+    out = fitted.transform(X5)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).transform(X5), out)
+    assert not hasattr(clone(fitted), "module_")
+    frozen = FrozenEstimator(fitted)
+    for cv in (KFold(3), GroupKFold(2), LeaveOneGroupOut()):
+        pipe = Pipeline([("emb", frozen), ("probe", _probe())])
+        scores = cross_val_score(pipe, X5, Y, cv=cv, groups=GROUPS, error_score="raise",
+                                 scoring="neg_mean_squared_error")
+        assert np.all(np.isfinite(scores))
+    np.testing.assert_array_equal(frozen.estimator.transform(X5), out)  # FrozenEstimator was not refit
+    gs = GridSearchCV(Pipeline([("emb", frozen), ("probe", _probe())]), {"probe__train_fraction": [0.5, 1.0]},
+                      cv=KFold(3), error_score="raise").fit(X5, Y)
+    assert gs.predict(X5).shape == Y.shape
+
+
+def test_fine_tuned_regressor_citizenship():
+    from skphys import FineTunedRegressor
+
+    ft = FineTunedRegressor(FrozenEstimator(_mpp().fit(X5)), probe=_probe(), max_epochs=1, batch_size=4,
+                            random_state=0)
+    assert clone(ft).get_params()["encoder_lr_scale"] == ft.encoder_lr_scale
+    scores = cross_val_score(Pipeline([("ft", ft)]), X5, Y, cv=KFold(3), error_score="raise",
+                             scoring="neg_mean_squared_error")
+    assert np.all(np.isfinite(scores))
+    tags = ft.__sklearn_tags__()
+    assert tags.estimator_type == "regressor" and tags.target_tags.required and tags.input_tags.three_d_array
