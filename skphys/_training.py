@@ -206,10 +206,10 @@ class StepRunner:
             saved = now
         self.optimizer.load_state_dict(saved)
         self.steps_done = int(state.get("steps_done", 0))
-        if self.scheduler is not None:
-            self.scheduler.last_epoch = self.steps_done - 1
-            self.scheduler.step()  # sets the LR of step ``steps_done``
+        if self.scheduler is not None:  # the LR of step ``steps_done``, as the schedule gives it
             self.scheduler.last_epoch = self.steps_done
+            for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+                group["lr"] = base * factor(self.steps_done)
 
 
 @dataclass

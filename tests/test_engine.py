@@ -225,3 +225,16 @@ def test_inference_on_another_device_leaves_the_fitted_module_alone():
     for k, v in est.module_.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert "_runtime_modules" not in pickle.loads(pickle.dumps(est)).__dict__
+
+
+def test_resuming_a_cosine_schedule_gives_the_uninterrupted_fit(tmp_path):
+    """JEPA (cosine LR with warm-up, VICReg, input noise) resumed from the checkpoint of epoch 3 of
+    4 ends bit for bit where the uninterrupted fit ends."""
+    est, X, _ = w.make("jepa")
+    ref = w.fitted_state(est.set_params(max_epochs=4, warmup_epochs=1).fit(X))
+    est, X, _ = w.make("jepa")
+    est.set_params(max_epochs=4, warmup_epochs=1, checkpoint_dir=tmp_path).fit(X)
+    (tmp_path / "epoch-000004-step-000000.pt").unlink()  # as if killed during the last epoch
+    est, X, _ = w.make("jepa")
+    est.set_params(max_epochs=4, warmup_epochs=1, checkpoint_dir=tmp_path).fit(X)
+    _assert_same(w.fitted_state(est), ref)
