@@ -549,3 +549,28 @@ class TorchEstimatorBase(TorchEstimatorMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True
         return tags
+
+
+class NextFrameEmbedderBase(TorchEstimatorBase):
+    """What the next-frame embedders on patched grids (MPP, DISCO) share: ``n_frames`` input
+    frames and the frame after them, spatial axes divisible by ``patch_size``, and per-channel
+    normalization learned in ``fit``. Subclasses check their own sizes in ``_check_sizes(shape)``
+    (which returns the spatial shape) and may extend ``_setup``."""
+
+    def _check_fit_input(self, X, y):
+        who = type(self).__name__
+        X = check_trajectories(X, spatial_dims=(1, 2), min_space=self.patch_size, estimator=who)
+        if X.shape[1] < self.n_frames + 1:
+            raise ValueError(
+                f"{who}.fit: X has {X.shape[1]} frames but at least n_frames + 1 = {self.n_frames + 1} are needed "
+                "(the input frames and the frame to predict)"
+            )
+        self._check_sizes(X.shape)
+        return X, y
+
+    def _setup(self, X, y):
+        space = self._check_sizes(X.shape)
+        self.n_channels_ = int(X.shape[-1])
+        self.n_spatial_dims_ = len(space)
+        self.spatial_shape_ = space
+        self.mean_, self.scale_ = channel_stats(X, max(1, self.batch_size), estimator=type(self).__name__)

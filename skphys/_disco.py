@@ -11,7 +11,7 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, autocast, channel_stats, check_trajectories, normalized_batch
+from ._base import TRAINING_CONSTRAINTS, NextFrameEmbedderBase, autocast, check_trajectories, normalized_batch
 from ._sampling import WindowSampler
 from .nn.avit import patch_factors
 from .nn.disco import DISCOHypernetwork, OperatorUNet, integrate
@@ -39,7 +39,7 @@ def _disco_tokens(module, x, n_frames, pooling="mean"):
     return theta[:, None] if pooling == "tokens" else theta
 
 
-class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
+class DISCOEmbedder(TransformerMixin, NextFrameEmbedderBase):
     """DISCO: a hypernetwork infers a small operator network from a context; its time
     integration predicts the next frame. The embedding is the hypernetwork's theta-latent.
 
@@ -258,23 +258,6 @@ class DISCOEmbedder(TransformerMixin, TorchEstimatorBase):
         return self._fit_engine(X, y)
 
     # ------------------------------------------------------------------ engine hooks
-    def _check_fit_input(self, X, y):
-        X = check_trajectories(X, spatial_dims=(1, 2), min_space=self.patch_size, estimator=_WHO)
-        if X.shape[1] < self.n_frames + 1:
-            raise ValueError(
-                f"{_WHO}.fit: X has {X.shape[1]} frames but at least n_frames + 1 = {self.n_frames + 1} are needed "
-                "(the context and the frame to predict)"
-            )
-        self._check_sizes(X.shape)
-        return X, y
-
-    def _setup(self, X, y):
-        space = self._check_sizes(X.shape)
-        self.n_channels_ = int(X.shape[-1])
-        self.n_spatial_dims_ = len(space)
-        self.spatial_shape_ = space
-        self.mean_, self.scale_ = channel_stats(X, max(1, self.batch_size), estimator=_WHO)
-
     def _build_modules(self):
         patch_factors(self.patch_size)
         return {"module_": DISCOHypernetwork(

@@ -6,12 +6,11 @@ import functools
 import numbers
 
 import numpy as np
-import torch
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, autocast, channel_stats, check_trajectories, normalized_batch
+from ._base import TRAINING_CONSTRAINTS, NextFrameEmbedderBase, autocast, check_trajectories, normalized_batch
 from ._sampling import WindowSampler
 from .nn.avit import MPPModel, patch_factors
 
@@ -33,7 +32,7 @@ def _mpp_tokens(module, x, pooling="tokens"):
     return z.mean(dim=1) if pooling == "mean" else z
 
 
-class MPPEmbedder(TransformerMixin, TorchEstimatorBase):
+class MPPEmbedder(TransformerMixin, NextFrameEmbedderBase):
     """Multiple Physics Pretraining (MPP): an axial ViT trained to predict the next frame.
 
     The AViT of McCabe et al. (2023): every history window is normalized per sample and channel
@@ -212,22 +211,9 @@ class MPPEmbedder(TransformerMixin, TorchEstimatorBase):
         return self._fit_engine(X, y)
 
     # ------------------------------------------------------------------ engine hooks
-    def _check_fit_input(self, X, y):
-        X = check_trajectories(X, spatial_dims=(1, 2), min_space=self.patch_size, estimator=_WHO)
-        if X.shape[1] < self.n_frames + 1:
-            raise ValueError(
-                f"{_WHO}.fit: X has {X.shape[1]} frames but at least n_frames + 1 = {self.n_frames + 1} are needed "
-                "(the history and the frame to predict)"
-            )
-        self._check_sizes(X.shape)
-        return X, y
-
     def _setup(self, X, y):
-        space = self._check_sizes(X.shape)
-        self.n_channels_ = int(X.shape[-1])
-        self.n_spatial_dims_ = len(space)
-        self.spatial_shape_ = space
-        self.mean_, self.scale_ = channel_stats(X, max(1, self.batch_size), estimator=_WHO)
+        super()._setup(X, y)
+        space = self.spatial_shape_
         self.n_patches_ = int(np.prod([s // self.patch_size for s in space]))
 
     def _build_modules(self):
