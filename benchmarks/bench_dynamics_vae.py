@@ -42,6 +42,7 @@ Usage::
 
     python benchmarks/bench_dynamics_vae.py --device auto          # GPU if present
     python benchmarks/bench_dynamics_vae.py --device cpu --steps 3
+    python benchmarks/bench_dynamics_vae.py --fit-scaling 3       # fit, 1 x 2 threads vs torchrun 2 x 1
 """
 
 from __future__ import annotations
@@ -189,6 +190,72 @@ def published_step(model, data, *, device, batch=50, enc=(64, 94), dec=(32, 76),
     return step
 
 
+_FIT = r"""
+import os, sys, time, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+import skphys
+epochs = int(sys.argv[2])
+X = np.random.default_rng(0).normal(size=(100, 128, 256, 1)).astype("float32")  # 2 steps of batch 50 an epoch
+est = skphys.DynamicsVAE(batch_size=50, max_epochs=1 + epochs, device="cpu", random_state=0).fit(X)  # KS config
+if int(os.environ.get("RANK", 0)) == 0:  # epochs after the first (warm-up), 2 steps each
+    print("STEP_SECONDS", float(np.median([h["dur"] for h in est.history_[1:]])) / 2)
+"""
+
+
+def fit_step_seconds(nproc, threads, epochs=3):
+    """Seconds per training step of ``DynamicsVAE.fit`` (batch 50, KS configuration) with
+    ``nproc`` processes (``torchrun``, gloo) of ``threads`` torch threads each; set-up and the
+    final encoding of the data are not counted (difference of a 1-epoch and a (1 + epochs)-epoch fit)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "fit_vae.py")
+        with open(script, "w") as fh:
+            fh.write(_FIT)
+        cmd = [sys.executable, script, str(threads), str(epochs)]
+        if nproc > 1:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] + cmd[1:]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("STEP_SECONDS")]
+    if not line:
+        raise RuntimeError(out.stderr[-3000:])
+    return float(line[0].split()[1])
+
+
+def fit_scaling(published, repeats):
+    """``DynamicsVAE.fit``'s step with 1 process x 2 threads and with torchrun 2 processes x 1 thread
+    (the result is the same either way: the engine's torchrun equality tests), alternated with the
+    published code's step (2 threads, in this process) ``repeats`` times; medians."""
+    configs = [(1, 2), (2, 1)]
+    times = {c: [] for c in configs}
+    pub = []
+    torch.set_num_threads(2)
+    for _ in range(repeats):
+        if published is not None:
+            published()  # untimed: caches warm after the subprocesses
+            t0 = time.perf_counter()
+            published()
+            pub.append(time.perf_counter() - t0)
+        for nproc, threads in configs:
+            times[(nproc, threads)].append(fit_step_seconds(nproc, threads))
+    t_pub = statistics.median(pub) if pub else 50 / REF_CPU
+    lines = ["| training step | ms (median) | samples/s | vs published code |", "|---|---|---|---|"]
+    if pub:
+        lines.append(f"| published code, 1 process x 2 threads | {t_pub * 1e3:.0f} | {50 / t_pub:.0f} | 1.00x |")
+    for (nproc, threads), ts in times.items():
+        dt = statistics.median(ts)
+        how = "DynamicsVAE.fit" if nproc == 1 else f"DynamicsVAE.fit under torchrun --nproc-per-node {nproc}"
+        lines.append(f"| {how}, {nproc} process(es) x {threads} thread(s) | {dt * 1e3:.0f} | {50 / dt:.0f} | "
+                     f"{t_pub / dt:.2f}x |")
+    record("dynamics_vae", "\n".join(lines), (
+        f"whole fit steps at the KS configuration (batch 50 = 2 x 25 under torchrun, gloo on the CPU); "
+        f"{repeats} alternating repeats, each fit step time = median epoch duration (history_ 'dur', epochs 2-4) / 2 steps; "
+        + ("published code's step measured in this run between the fits" if pub else
+           f"published code not available: its recorded {REF_CPU:.0f} samples/s quoted")
+        + f"; 1-minute load average at the end {os.getloadavg()[0]:.2f}"))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -205,7 +272,20 @@ def main(argv=None):
         help="comma-separated substrings; time only variants whose name contains one (the first variant "
         "is always run for the equality check)",
     )
+    ap.add_argument("--fit-scaling", type=int, default=0, metavar="REPEATS",
+                    help="instead: time DynamicsVAE.fit's steps with 1 process x 2 threads and torchrun 2 x 1 "
+                    "(CPU), alternated with the published code's step, REPEATS times")
     args = ap.parse_args(argv)
+    if args.fit_scaling:
+        repo = find_repo(args.published_repo)
+        published = None
+        if repo:
+            torch.manual_seed(0)
+            base = DynamicsVAEModule(1, n_latents=5, n_spatial_dims=1, hidden_channels=16).train()
+            model = published_like(load_pde1d(repo), base).train()
+            published = published_step(model, torch.randn(200, 256, 256, 1), device=torch.device("cpu"))
+        fit_scaling(published, args.fit_scaling)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
