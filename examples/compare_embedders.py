@@ -11,7 +11,16 @@ Methods
     ``jepa``      :class:`skphys.JEPAEmbedder` tokens -> :class:`skphys.AttentiveProbeRegressor`
     ``videomae``  :class:`skphys.VideoMAEEmbedder` tokens -> the same attentive probe
     ``vae``       :class:`skphys.DynamicsVAE` latent means -> standardized -> the same probe
+    ``disco``     :class:`skphys.DISCOEmbedder` theta-latent -> standardized -> the same probe
+    ``mpp``       :class:`skphys.MPPEmbedder` last-step tokens -> the same probe
+    ``mpp_ft``    the pretrained MPP encoder and an attentive head trained together on the labels
+                  (:class:`skphys.FineTunedRegressor`, the paper's "MPP (full finetuning)" row)
     ``features``  non-learned per-channel statistics and power spectra -> standardized -> probe
+
+DISCO and MPP are pretrained by next-frame prediction, so they need one frame more than their
+context: on the built-in systems they read the same ``n_frames`` windows as the others (and are
+pretrained on whole trajectories); on The Well, whose pretraining windows have exactly
+``n_frames`` frames, their context is ``n_frames - 1`` frames.
 
 Systems (built in, simulated and cached): ``shear_flow`` (targets log10 Re, Sc),
 ``convection_diffusion`` (D, vx, vy), ``rayleigh_benard`` (log10 Ra, Pr) and ``active_matter``
@@ -50,7 +59,19 @@ import numpy as np
 from skphys.utils import atomic_path, atomic_savefig, atomic_savez, atomic_write_text, is_main_process
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("jepa", "videomae", "vae", "features")
+# One row per method: the skphys embedder class, its settings in SCALES, the probe's MLP-ratio key
+# in SCALES, whether it predicts the next frame (needs n_frames + 1 frames to pretrain) and whether
+# its encoder is fine-tuned end to end with the probe instead of frozen.
+METHOD_SPECS = {
+    "jepa": dict(cls="JEPAEmbedder", cfg="jepa", probe="jepa_probe_mlp_ratio"),
+    "videomae": dict(cls="VideoMAEEmbedder", cfg="videomae", probe="vit_probe_mlp_ratio"),
+    "vae": dict(cls="DynamicsVAE", cfg="vae", probe="jepa_probe_mlp_ratio"),
+    "disco": dict(cls="DISCOEmbedder", cfg="disco", probe="vit_probe_mlp_ratio", next_frame=True),
+    "mpp": dict(cls="MPPEmbedder", cfg="mpp", probe="vit_probe_mlp_ratio", next_frame=True),
+    "mpp_ft": dict(cls="MPPEmbedder", cfg="mpp", probe="vit_probe_mlp_ratio", next_frame=True, finetune=True),
+    "features": dict(cls="SpectralStatsFeatures", cfg="features", probe="jepa_probe_mlp_ratio"),
+}
+METHODS = tuple(METHOD_SPECS)
 SYSTEMS = ("shear_flow", "convection_diffusion", "rayleigh_benard", "active_matter")
 WELL_DATASETS = ("active_matter", "shear_flow", "rayleigh_benard")
 # Parameters the paper reports per The Well dataset, and which get log10.
@@ -71,8 +92,12 @@ SCALES = {
         jepa=dict(widths=(4, 8, 8), depths=(1, 1, 1), predictor_width=8, max_epochs=1, batch_size=4),
         vae=dict(encoder_crop=(32, 32, 32), decoder_crop=16, rollout_steps=2, hidden_channels=2,
                  kernel_hidden_factor=1, max_epochs=1, batch_size=4),
+        disco=dict(patch_size=8, embed_dim=12, depth=1, n_heads=2, operator_width=4, operator_groups=2,
+                   adjoint=False, max_epochs=1, batch_size=4),
+        mpp=dict(patch_size=8, embed_dim=12, depth=1, n_heads=2, max_epochs=1, batch_size=4),
         features=dict(n_bins=4),
         probe=dict(max_epochs=2, batch_size=8),
+        finetune=dict(max_epochs=1, batch_size=8),
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=2.0,
     ),
     "quick": dict(
@@ -88,8 +113,16 @@ SCALES = {
                   batch_size=16, lr=1e-3, warmup_epochs=1),
         vae=dict(encoder_crop=(31, 32, 32), decoder_crop=16, rollout_steps=4, hidden_channels=8,
                  kernel_hidden_factor=2, max_epochs=3, batch_size=16),  # ~0.6 s per trajectory-epoch
+        # tiny DISCO and MPP (the issue's CPU size: width 48, patch 8); DISCO backpropagates through
+        # its solver steps (adjoint=False, ~3x faster on the CPU) and has fewer epochs: each
+        # sample is integrated on its own
+        disco=dict(patch_size=8, embed_dim=48, depth=2, n_heads=3, operator_width=8, operator_groups=4,
+                   adjoint=False, max_epochs=10, batch_size=8, lr=5e-4),
+        mpp=dict(patch_size=8, embed_dim=48, depth=2, n_heads=3, max_epochs=30, batch_size=16, lr=1e-3),
         features=dict(n_bins=8),
         probe=dict(max_epochs=60, batch_size=32),
+        # end-to-end fine-tuning (mpp_ft): the encoder at 0.1x the head's learning rate
+        finetune=dict(max_epochs=15, batch_size=32, lr=1e-3, encoder_lr_scale=0.1),
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=4.0,
     ),
     "full": dict(
@@ -103,8 +136,13 @@ SCALES = {
         jepa=dict(max_epochs=10, batch_size=32, lr=4e-4, warmup_epochs=1),
         # the PDE-VAE paper's 2-D crops (45, 62, 62) need T >= 45; far fewer epochs than its 4000+
         vae=dict(max_epochs=30, batch_size=50),
+        # the paper's DISCO (embed 384, depth 12, 6 heads, patch 16) and MPP AViT-Ti (192, 12, 3,
+        # patch 16): the estimators' defaults; DISCO with adjoint gradients, as the original
+        disco=dict(max_epochs=10, batch_size=16, lr=3e-4),
+        mpp=dict(max_epochs=30, batch_size=32, lr=5e-4),
         features=dict(n_bins=16),
         probe=dict(max_epochs=100, batch_size=64),
+        finetune=dict(max_epochs=30, batch_size=32, lr=1e-3, encoder_lr_scale=0.1),
         vit_probe_mlp_ratio=0.25, jepa_probe_mlp_ratio=12.0,
     ),
 }
@@ -180,33 +218,42 @@ def standardize_targets(y_train, y_test, names, log10):
 
 
 # ----------------------------------------------------------------------------- methods
-def make_embedder(method, cfg, seed, device, n_frames, spatial):
+def make_embedder(method, cfg, seed, device, n_frames, spatial=None):
     """An unfitted embedder for ``method`` at the scale ``cfg``."""
-    from skphys import SpectralStatsFeatures
+    import skphys
 
-    if method == "videomae":
-        from skphys import VideoMAEEmbedder
-
-        return VideoMAEEmbedder(n_frames=n_frames, device=device, random_state=seed, **cfg["videomae"])
-    if method == "jepa":
-        from skphys import JEPAEmbedder
-
-        return JEPAEmbedder(n_frames=n_frames, device=device, random_state=seed, **cfg["jepa"])
-    if method == "vae":
-        from skphys import DynamicsVAE
-
-        kw = dict(cfg["vae"])
-        return DynamicsVAE(device=device, random_state=seed, **kw)
+    if method not in METHOD_SPECS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    spec = METHOD_SPECS[method]
+    kw = dict(cfg[spec["cfg"]])
     if method == "features":
-        return SpectralStatsFeatures(n_frames=n_frames, **cfg["features"])
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+        return skphys.SpectralStatsFeatures(n_frames=n_frames, **kw)
+    if method != "vae":  # the VAE reads whole trajectories
+        kw["n_frames"] = n_frames
+    return getattr(skphys, spec["cls"])(device=device, random_state=seed, **kw)
 
 
-def make_probe(method, cfg, seed, device):
-    from skphys import AttentiveProbeRegressor
+def make_probe(method, cfg, seed, device, embedder=None):
+    """The attentive probe for ``method``'s frozen embeddings or, for a fine-tuned method, a
+    :class:`skphys.FineTunedRegressor` of the fitted ``embedder`` with that probe's head."""
+    from skphys import AttentiveProbeRegressor, FineTunedRegressor
 
-    ratio = cfg["vit_probe_mlp_ratio"] if method == "videomae" else cfg["jepa_probe_mlp_ratio"]
-    return AttentiveProbeRegressor(mlp_ratio=ratio, device=device, random_state=seed, **cfg["probe"])
+    spec = METHOD_SPECS[method]
+    probe = AttentiveProbeRegressor(mlp_ratio=cfg[spec["probe"]], device=device, random_state=seed, **cfg["probe"])
+    if not spec.get("finetune"):
+        return probe
+    from sklearn.frozen import FrozenEstimator
+
+    return FineTunedRegressor(FrozenEstimator(embedder), probe=probe, device=device, random_state=seed,
+                              **cfg["finetune"])
+
+
+def context_frames(method, n_frames, fit_frames):
+    """The embedder's ``n_frames``: the probe's window, or one frame less for next-frame methods
+    when the pretraining data has no frame to spare (The Well's windows)."""
+    if METHOD_SPECS[method].get("next_frame") and fit_frames <= n_frames:
+        return fit_frames - 1
+    return n_frames
 
 
 def embed(method, embedder, X_fit, X_train_win, X_test_win, X_train_long=None, X_test_long=None):
@@ -241,16 +288,20 @@ def run_protocol(system, methods, seeds, cfg, device, data, out_rows, parity, ch
             continue
         for seed in seeds:
             t0 = time.perf_counter()
-            emb = make_embedder(method, cfg, seed, device, Xtr.shape[1], Xtr.shape[2:-1])
-            Ztr, Zte = embed(method, emb, X_fit if method != "vae" else Xtr_long, Xtr, Xte, Xtr_long, Xte_long)
+            emb = make_embedder(method, cfg, seed, device, context_frames(method, Xtr.shape[1], X_fit.shape[1]))
+            if METHOD_SPECS[method].get("finetune"):  # the fine-tuned model reads the windows
+                emb.fit(X_fit)
+                Ztr, Zte = Xtr, Xte
+            else:
+                Ztr, Zte = embed(method, emb, X_fit if method != "vae" else Xtr_long, Xtr, Xte, Xtr_long, Xte_long)
             t1 = time.perf_counter()
-            probe = make_probe(method, cfg, seed, device).fit(Ztr, ytr)
+            probe = make_probe(method, cfg, seed, device, emb).fit(Ztr, ytr)
             pred = np.asarray(probe.predict(Zte)).reshape(len(yte), -1)
             t2 = time.perf_counter()
             mse = ((pred - yte) ** 2).mean(0)
             log(f"{system:>22s} {method:>9s} seed {seed}: mse {mse.mean():.3f} "
                 f"({', '.join(f'{l} {m:.3f}' for l, m in zip(labels, mse))}); "
-                f"pretrain+embed {t1 - t0:.0f} s, probe {t2 - t1:.0f} s, tokens {Ztr.shape[1:]}")
+                f"pretrain+embed {t1 - t0:.0f} s, probe {t2 - t1:.0f} s, probe input {Ztr.shape[1:]}")
             for label, m in zip(labels, mse):
                 out_rows.append(dict(system=system, method=method, seed=seed, parameter=label, mse=float(m)))
             out_rows.append(dict(system=system, method=method, seed=seed, parameter="mean", mse=float(mse.mean())))
@@ -407,7 +458,8 @@ def build_parser():
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     p.add_argument("--n-train", type=int, default=None, help="override the training trajectories per system")
     p.add_argument("--n-test", type=int, default=None, help="override the held-out trajectories")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="override JEPA/VideoMAE/VAE epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=None,
+                   help="override the pretraining epochs of every learned embedder")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="output folder (default $SKPHYS_BENCH_DIR or examples/results)")
     p.add_argument("--cache-dir", default=None,
@@ -430,8 +482,8 @@ def scale_config(args):
     if args.n_test:
         cfg["n_test"] = args.n_test
     if args.pretrain_epochs:
-        for m in ("videomae", "jepa", "vae"):
-            cfg[m]["max_epochs"] = args.pretrain_epochs
+        for key in {spec["cfg"] for spec in METHOD_SPECS.values()} - {"features"}:
+            cfg[key]["max_epochs"] = args.pretrain_epochs
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""Label efficiency of frozen JEPA and VideoMAE embeddings (Table 2 analogue).
+"""Label efficiency of frozen and fine-tuned embeddings (Table 2 analogue).
 
 The JEPA paper's Table 2 probes frozen encoders on the shear-flow task with 10%, 50% and 100% of
 the labelled fine-tuning data. Here that is a scikit-learn grid search: a ``Pipeline`` of a
@@ -11,6 +11,13 @@ the windows come from more than 10% of the trajectories (labels are per trajecto
 are the MSE on standardized targets (log10 Re, Sc), read off ``cv_results_``, mean +- std over
 seeds. Beside it, ``sklearn.model_selection.learning_curve``
 of the same pipelines over more training sizes.
+
+The methods are those of ``compare_embedders.py`` (the paper's JEPA and VideoMAE; DISCO's
+theta-latent and MPP's tokens, frozen; the non-learned ``features`` baseline); 2-D embeddings
+(DISCO, features) are standardized (``StandardScaler``) before the probe. ``mpp_ft`` is a
+one-step pipeline ``[("probe", FineTunedRegressor(FrozenEstimator(mpp), ...))]``: the same grid
+over ``probe__train_fraction`` and ``probe__random_state``, with the pretrained MPP encoder
+fine-tuned end to end on each fraction of the labels.
 
 The embeddings are computed once per pipeline fit and cached with the pipeline's ``memory``.
 
@@ -43,7 +50,7 @@ import compare_embedders as ce  # noqa: E402
 from skphys.utils import atomic_path, atomic_savefig, atomic_write_text, is_main_process  # noqa: E402
 
 FRACTIONS = (0.1, 0.5, 1.0)
-METHODS = ("jepa", "videomae")
+METHODS = ("jepa", "videomae", "disco", "mpp", "mpp_ft", "features")
 
 
 def build_parser():
@@ -74,6 +81,7 @@ def main(argv=None):
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import GridSearchCV, PredefinedSplit, learning_curve
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     args = build_parser().parse_args(argv)
     # joblib notes that hashing the windows takes time; it is the point of caching the embeddings
@@ -100,12 +108,16 @@ def main(argv=None):
         memory = Memory(tmp, verbose=0)
         for method in args.methods:
             t0 = time.perf_counter()
-            emb = ce.make_embedder(method, cfg, 0, device, Xtr.shape[1], Xtr.shape[2:-1]).fit(X_fit)
+            n_frames = ce.context_frames(method, Xtr.shape[1], X_fit.shape[1])
+            emb = ce.make_embedder(method, cfg, 0, device, n_frames).fit(X_fit)
             ce.log(f"{method}: pretrained in {time.perf_counter() - t0:.0f} s")
-            pipe = Pipeline(
-                [("embed", FrozenEstimator(emb)), ("probe", ce.make_probe(method, cfg, 0, device))],
-                memory=memory,
-            )
+            probe = ce.make_probe(method, cfg, 0, device, emb)
+            if ce.METHOD_SPECS[method].get("finetune"):  # the encoder is trained with the head
+                steps = [("probe", probe)]
+            else:
+                scale = [("scale", StandardScaler())] if np.ndim(emb.transform(Xtr[:1])) == 2 else []
+                steps = [("embed", FrozenEstimator(emb)), *scale, ("probe", probe)]
+            pipe = Pipeline(steps, memory=memory)
             search = GridSearchCV(
                 pipe,
                 {"probe__train_fraction": list(args.fractions), "probe__random_state": seeds},
@@ -128,7 +140,7 @@ def main(argv=None):
 
     df = pd.DataFrame(rows)
     df["mse"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(df["mse_mean"], df["mse_std"])]
-    wide = df.pivot(index="method", columns="train_fraction", values="mse")
+    wide = df.pivot(index="method", columns="train_fraction", values="mse").reindex(args.methods)
     wide.columns = [f"{int(round(100 * c))}% labels" for c in wide.columns]
     wide = wide.reset_index()
     tag = args.scale
@@ -142,7 +154,7 @@ def main(argv=None):
     notes = (f"scale {tag}; system {args.system}; {len(Xtr)} training / {len(Xte)} held-out windows "
              f"({len(X_fit)} training trajectories); "
              f"GridSearchCV over probe__train_fraction {args.fractions} x probe__random_state {seeds} "
-             f"with FrozenEstimator embedders; MSE on standardized targets ({', '.join(labels)}), "
+             f"with FrozenEstimator embedders (mpp_ft: FineTunedRegressor); MSE on standardized targets ({', '.join(labels)}), "
              f"mean ± std over probe seeds")
     ce.record_to(out, f"label_efficiency_runs_{tag}", table, notes)
     return df, curves

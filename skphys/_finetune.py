@@ -66,6 +66,22 @@ class _LRScaled(nn.Module):
         return functional_call(self.module, params, (x,))
 
 
+def _freeze_unused(encoder, x):
+    """Stop training the parameters that ``encoder(x)`` does not use (an embedder's decoder or
+    output heads, which ``transform`` skips): they would get no gradient, which DDP rejects under
+    torchrun, and AdamW leaves such parameters unchanged anyway."""
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    mode = encoder.training
+    with torch.random.fork_rng():  # the dry run must not move the initialisation's random stream
+        encoder.eval()
+        z = encoder(torch.from_numpy(x).to(params[0].device))
+        grads = torch.autograd.grad(z.float().sum(), params, allow_unused=True)
+    encoder.train(mode)
+    for p, g in zip(params, grads):
+        if g is None:
+            p.requires_grad_(False)
+
+
 def _unwrap(embedder):
     """The embedder inside a :class:`sklearn.frozen.FrozenEstimator`, or the embedder itself."""
     if type(embedder).__name__ == "FrozenEstimator" and hasattr(embedder, "estimator"):
@@ -260,9 +276,11 @@ class FineTunedRegressor(RegressorMixin, TorchEstimatorBase):
         self.y_scale_ = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self.y_mean_)), scale, 1.0)
         self.n_features_in_ = int(np.asarray(self.embedder_.transform(X[:1])).shape[-1])
         self.n_heads_ = _largest_divisor_at_most(self.n_features_in_, self.probe_.n_heads)
+        self._sample_row = np.ascontiguousarray(read_rows(X, np.arange(1))[:, : self.n_frames_], dtype=np.float32)
 
     def _build_modules(self):
         enc = copy.deepcopy(self.embedder_._token_encoder()).float()
+        _freeze_unused(enc, self.__dict__.pop("_sample_row"))
         head = AttentiveHead(self.n_features_in_, self.n_outputs_, n_heads=self.n_heads_, mlp_ratio=self.probe_.mlp_ratio)
         return {"encoder_": _LRScaled(enc, self.encoder_lr_scale), "head_": head}
 

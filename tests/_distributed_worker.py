@@ -54,6 +54,15 @@ def make(case):
                                    operator_groups=2, max_epochs=2, batch_size=4, lr=1e-5, device="cpu",
                                    random_state=0)
         return est, data("2d"), None
+    if case == "finetune":  # MPP's output head is not in the token path: frozen, or DDP fails
+        from sklearn.frozen import FrozenEstimator
+
+        X = data("2d")
+        mpp = skphys.MPPEmbedder(n_frames=3, patch_size=4, embed_dim=8, depth=1, n_heads=2, max_epochs=1,
+                                 batch_size=4, lr=1e-3, device="cpu", random_state=0).fit(X)
+        est = skphys.FineTunedRegressor(FrozenEstimator(mpp), probe=skphys.AttentiveProbeRegressor(n_heads=2),
+                                        max_epochs=2, batch_size=4, lr=1e-3, device="cpu", random_state=0)
+        return est, X, X.std(axis=(1, 2, 3, 4))
     if case == "probe":
         rng = np.random.default_rng(1)
         X = rng.normal(size=(24, 3, 8)).astype("float32")

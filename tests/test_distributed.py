@@ -37,7 +37,7 @@ def _run(case, world, tmp_path):
     return [torch.load(o) for o in outs]
 
 
-@pytest.mark.parametrize("case", ["jepa", "videomae", "vae", "probe", "mpp", "disco"])
+@pytest.mark.parametrize("case", ["jepa", "videomae", "vae", "probe", "mpp", "disco", "finetune"])
 def test_two_ranks_equal_one_process(case, tmp_path):
     (single,) = _run(case, 1, tmp_path)
     r0, r1 = _run(case, 2, tmp_path)

@@ -27,6 +27,21 @@ def test_compare_parser():
     full = ce.scale_config(ce.build_parser().parse_args(["--full"]))
     assert "embed_dim" not in full["videomae"] and "widths" not in full["jepa"]
     assert full["n_frames"] == 16
+    # ... and the paper's DISCO and MPP AViT-Ti; tiny ones at quick scale (the CPU size)
+    sizes = ("embed_dim", "depth", "n_heads", "patch_size")
+    for scale, want in [("full", {"disco": (384, 12, 6, 16), "mpp": (192, 12, 3, 16)}),
+                        ("quick", {"disco": (48, 2, 3, 8), "mpp": (48, 2, 3, 8)})]:
+        cfg = ce.scale_config(ce.build_parser().parse_args([f"--{scale}"]))
+        for method in ("disco", "mpp", "mpp_ft"):
+            emb = ce.make_embedder(method, cfg, 0, "cpu", cfg["n_frames"])
+            params = emb.get_params()
+            assert tuple(params[k] for k in sizes) == want[method.removesuffix("_ft")], (scale, method)
+            assert params["n_frames"] == cfg["n_frames"]
+    quick = ce.scale_config(ce.build_parser().parse_args(["--quick", "--pretrain-epochs", "3"]))
+    assert {quick[k]["max_epochs"] for k in ("jepa", "videomae", "vae", "disco", "mpp")} == {3}
+    # next-frame methods keep a frame to predict when pretraining windows have none to spare
+    assert ce.context_frames("mpp", 16, 48) == 16 and ce.context_frames("disco", 16, 16) == 15
+    assert ce.context_frames("videomae", 16, 16) == 16
 
 
 def test_standardize_targets_log10_and_train_statistics():
@@ -55,9 +70,10 @@ def test_probe_windows_split_trajectories_in_order():
 
 
 def test_compare_smoke(tmp_path):
-    df, wide = ce.main(["--smoke", "--methods", "videomae", "features", "--out", str(tmp_path),
+    methods = ["videomae", "disco", "mpp", "mpp_ft", "features"]
+    df, wide = ce.main(["--smoke", "--methods", *methods, "--out", str(tmp_path),
                         "--cache-dir", "none", "--device", "cpu"])
-    assert set(df["method"]) == {"videomae", "features"}
+    assert set(df["method"]) == set(methods) and list(wide["method"]) == methods
     assert set(df["parameter"]) == {"D", "vx", "vy", "mean"}
     assert np.isfinite(df["mse"]).all()
     for name in ["compare_smoke_raw.csv", "compare_smoke_summary.csv", "compare_smoke.md",
@@ -97,9 +113,10 @@ def test_compare_well_path_is_lazy(tmp_path, rng):
 
     out = tmp_path / "out"
     df, _ = ce.main(["--smoke", "--well-root", str(root), "--well-datasets", "shear_flow",
-                     "--methods", "videomae", "vae", "--max-windows", "8", "--out", str(out),
+                     "--methods", "videomae", "vae", "mpp", "--max-windows", "8", "--out", str(out),
                      "--device", "cpu"])
-    assert set(df["method"]) == {"videomae"}  # the VAE is skipped on 4-frame windows
+    # the VAE is skipped on 4-frame windows; MPP pretrains on them with a 3-frame context
+    assert set(df["method"]) == {"videomae", "mpp"}
     assert set(df["parameter"]) == {"log10 Reynolds", "Schmidt", "mean"}
     assert (out / "parity_smoke_well_shear_flow.png").exists()
     with pytest.raises(SystemExit, match="no results"):  # datasets not present are skipped
@@ -111,19 +128,35 @@ def test_compare_well_path_is_lazy(tmp_path, rng):
                  "--out", str(out)])
 
 
+def test_make_probe_fine_tunes_only_mpp_ft():
+    from skphys import AttentiveProbeRegressor, FineTunedRegressor
+
+    cfg = ce.scale_config(ce.build_parser().parse_args(["--smoke"]))
+    emb = ce.make_embedder("mpp", cfg, 0, "cpu", 4)
+    assert isinstance(ce.make_probe("mpp", cfg, 0, "cpu", emb), AttentiveProbeRegressor)
+    ft = ce.make_probe("mpp_ft", cfg, 1, "cpu", emb)
+    assert isinstance(ft, FineTunedRegressor) and ft.embedder.estimator is emb and ft.random_state == 1
+    assert ft.probe.mlp_ratio == cfg["vit_probe_mlp_ratio"] and ft.max_epochs == cfg["finetune"]["max_epochs"]
+
+
 def test_label_efficiency_smoke(tmp_path):
     with pytest.raises(SystemExit):
         le.main(["--smoke", "--fractions", "0", "1"])
-    df, curves = le.main(["--smoke", "--system", "convection_diffusion", "--methods", "videomae",
+    methods = ["videomae", "disco", "mpp_ft", "features"]
+    df, curves = le.main(["--smoke", "--system", "convection_diffusion", "--methods", *methods,
                           "--fractions", "0.5", "1.0", "--curve-sizes", "0.5", "1.0",
                           "--out", str(tmp_path), "--cache-dir", "none", "--device", "cpu"])
     # 8 training trajectories of 32 frames: 8 windows of 4 frames each for the probe
-    assert list(df["train_fraction"]) == [0.5, 1.0] and list(df["n_labelled"]) == [32, 64]
+    for method in methods:
+        rows = df[df["method"] == method]
+        assert list(rows["train_fraction"]) == [0.5, 1.0] and list(rows["n_labelled"]) == [32, 64], method
+        sizes, mse = curves[method]
+        assert list(sizes) == [32, 64] and np.isfinite(mse).all(), method
     assert np.isfinite(df["mse_mean"]).all()
-    sizes, mse = curves["videomae"]
-    assert list(sizes) == [32, 64] and np.isfinite(mse).all()
     assert (tmp_path / "learning_curve_smoke.png").exists()
-    assert (tmp_path / "label_efficiency_smoke.md").read_text().count("videomae") == 1
+    table = (tmp_path / "label_efficiency_smoke.md").read_text()
+    assert all(table.count(f"| {m} ") == 1 for m in methods)
+    assert table.index("| videomae") < table.index("| disco") < table.index("| features")
 
 
 def test_fd_baseline_tracks_nls_and_conserves_mass_with_substeps():

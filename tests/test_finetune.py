@@ -84,6 +84,25 @@ def test_fine_tunes_what_transform_computes(name):
     np.testing.assert_array_equal(restored.predict(X), ft.predict(X))
 
 
+@pytest.mark.parametrize("name", ["mpp", "disco"])
+def test_parameters_transform_skips_are_not_trained(name):
+    """MPP's output head and DISCO's operator-weight heads are not in the token path: they are
+    frozen (DDP under torchrun rejects parameters without a gradient) and keep their pretrained
+    values; every parameter on the path still trains."""
+    emb = EMBEDDERS[name]().fit(X)
+    ref = dict(emb.module_.named_parameters())
+    ft = _ft(FrozenEstimator(emb)).fit(X, Y)
+    enc = ft.encoder_
+    frozen = {k for k, p in enc.module.body.named_parameters() if not p.requires_grad}
+    assert frozen and len(frozen) < len(ref)
+    for k, p in enc.module.body.named_parameters():
+        if k in frozen:
+            torch.testing.assert_close(p.detach() * enc.scale, ref[k].detach(), rtol=1e-6, atol=0)
+    z = enc(torch.from_numpy(X[:2, :4]))
+    grads = torch.autograd.grad(z.sum(), [p for p in enc.parameters() if p.requires_grad], allow_unused=True)
+    assert all(g is not None for g in grads)
+
+
 def test_encoder_lr_scale_slows_the_encoder():
     emb = EMBEDDERS["mpp"]().fit(X)
     ref = {k: v.clone() for k, v in emb.module_.state_dict().items()}
