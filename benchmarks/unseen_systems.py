@@ -33,7 +33,7 @@ import torch
 
 from skphys.datasets import _common as C
 from skphys.datasets._driver import Driver
-from skphys.datasets._spectral import ETDRK4, gaussian_filtered_noise, integrate_frames, rwavenumbers
+from skphys.datasets._spectral import ETDRK4, dealias_mask, gaussian_filtered_noise, integrate_frames, rwavenumbers
 
 __all__ = [
     "make_kdv",
@@ -114,15 +114,18 @@ def make_kdv(n_samples=100, *, delta=None, delta_range=(0.5, 2.0), u0=None, leng
              n_frames=96, t_max=24.0, dt_max=0.02, amplitude=1.0, noise=0.0, random_state=None):
     """Korteweg-de Vries ``u_t + u u_x + delta u_xxx = 0``; ``delta`` (dispersion) is hidden.
 
-    Fourier space: ``L = i delta k^3``, ``N(u) = -1/2 i k FFT(u^2)``. Single solitons
+    Fourier space: ``L = i delta k^3``, ``N(u) = -1/2 i k FFT(u^2)`` with the 2/3 dealiasing rule
+    (without it some random trajectories blew up through aliasing). Single solitons
     ``3 c sech^2(sqrt(c / delta) (x - c t) / 2)`` travel at speed ``c``.
     """
     def linear(k, p):
         return 1j * p["delta"] * _odd_k(k, n_points) ** 3
 
+    mask = dealias_mask(rwavenumbers(n_points, length), length, n_points)
+
     def nonlinear(v, p, k, n):
         u = torch.fft.irfft(v, n=n)
-        return -0.5j * _odd_k(k, n) * torch.fft.rfft(u * u)
+        return -0.5j * _odd_k(k, n) * torch.fft.rfft(u * u) * mask
 
     return _spectral_1d(
         "Korteweg-de Vries", n_samples, {"delta": (delta, delta_range)}, linear, nonlinear, u0=u0, length=length,
