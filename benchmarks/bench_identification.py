@@ -1,0 +1,117 @@
+"""Identification on systems skphys does not ship (issue 15): how many relevant latents
+``DynamicsVAE()`` finds at its default settings, against the truth, and the linear-fit R^2 of those
+latents against the true parameters on unseen trajectories; the published PDE-VAE code at equal
+epochs on the same data beside it (same relevance rule on its latents), and a non-learned
+baseline.
+
+Non-learned baseline: 5 principal components (fitted on the training trajectories) of each
+trajectory's time-averaged log spatial power spectrum and its lag-1/2/4 frame autocorrelations,
+then the same linear fit on the unseen trajectories.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_identification.py --systems kdv allen_cahn \
+        swift_hohenberg damped_wave --seeds 0 --epochs 100 --n-train 100 --n-test 100
+
+Prints the table and appends it, with command, machine and date, to
+benchmarks/results/identification.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _published_vae as pub  # noqa: E402
+import unseen_systems  # noqa: E402
+from _record import record  # noqa: E402
+
+from skphys import DynamicsVAE  # noqa: E402
+from skphys.metrics import linear_fit, relevant_latents  # noqa: E402
+
+
+def spectral_features(X):
+    """Per trajectory: log of the time-averaged spatial power spectrum (every channel) and the
+    frame autocorrelation at lags 1, 2, 4 (every channel)."""
+    P = np.abs(np.fft.rfft(X, axis=2)) ** 2  # (n, T, K, C)
+    feats = [np.log(P.mean(1) + 1e-8).reshape(len(X), -1)]
+    Xc = X - X.mean(axis=(1, 2), keepdims=True)
+    var = (Xc**2).mean(axis=(1, 2))
+    for lag in (1, 2, 4):
+        feats.append(((Xc[:, lag:] * Xc[:, :-lag]).mean(axis=(1, 2)) / np.maximum(var, 1e-12)))
+    return np.concatenate(feats, axis=1)
+
+
+def baseline_r2(Xtr, Xte, yte, k=5):
+    Ftr, Fte = spectral_features(Xtr), spectral_features(Xte)
+    m, s = Ftr.mean(0), Ftr.std(0) + 1e-12
+    _, _, Vt = np.linalg.svd((Ftr - m) / s, full_matrices=False)
+    Z = ((Fte - m) / s) @ Vt[:k].T
+    return linear_fit(Z, yte)["r2"]
+
+
+def r2_of(mu_te, idx, yte):
+    if len(idx) == 0:
+        return np.full(yte.shape[1], np.nan)
+    return linear_fit(mu_te[:, idx], yte)["r2"]
+
+
+def fmt_r2(r2):
+    return ", ".join("-" if not np.isfinite(v) else f"{v:.3f}" for v in np.atleast_1d(r2))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--systems", nargs="+", default=list(unseen_systems.SYSTEMS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--n-train", type=int, default=100)
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--no-published", action="store_true")
+    ap.add_argument("--notes", default="")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = [
+        "| system | truth | seed | skphys: relevant (ratios var(mu)/mean sigma^2, sorted) | skphys R^2 | fit s "
+        "| published: relevant (ratios) | published R^2 | fit s | baseline R^2 (non-learned) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in args.systems:
+        make, n_true = unseen_systems.SYSTEMS[name]
+        for seed in args.seeds:
+            tr = make(args.n_train, random_state=1000 + seed)
+            te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
+            base = baseline_r2(tr.data, te.data, te.target)
+            t0 = time.perf_counter()
+            vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu").fit(tr.data)
+            t_sk = time.perf_counter() - t0
+            ratio = vae.latent_stats_["mu_variance"] / vae.latent_stats_["mean_sigma2"]
+            rel = vae.relevant_latents_
+            r2_sk = r2_of(vae.transform(te.data), rel, te.target)
+            cells = [f"{len(rel)} ({', '.join(f'{v:.3g}' for v in np.sort(ratio)[::-1])})", fmt_r2(r2_sk), f"{t_sk:.0f}"]
+            print(name, seed, "skphys", cells, flush=True)
+            if not args.no_published and pub.available():
+                model, _, t_pub = pub.train(tr.data, epochs=args.epochs, seed=seed)
+                mu, sd = pub.encode(model, tr.data)
+                pratio = mu.var(0) / (sd**2).mean(0)
+                prel = relevant_latents(mu, sd)
+                r2_pub = r2_of(pub.encode(model, te.data)[0], prel, te.target)
+                cells += [f"{len(prel)} ({', '.join(f'{v:.3g}' for v in np.sort(pratio)[::-1])})", fmt_r2(r2_pub),
+                          f"{t_pub:.0f}"]
+                print(name, seed, "published", cells[3:], flush=True)
+            else:
+                cells += ["not run", "-", "-"]
+            rows.append(f"| {name} ({', '.join(tr.target_names)}) | {n_true} | {seed} | " + " | ".join(cells)
+                        + f" | {fmt_r2(base)} |")
+    notes = (f"DynamicsVAE() defaults, {args.epochs} epochs on {args.n_train} training trajectories "
+             f"(batch 50), R^2 of a linear fit of the relevant latents on {args.n_test} unseen trajectories; "
+             "published code at the same epochs, data and relevance rule. " + args.notes)
+    record("identification", "\n".join(rows), notes)
+
+
+if __name__ == "__main__":
+    main()

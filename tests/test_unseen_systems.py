@@ -1,0 +1,121 @@
+"""Physics checks of the identification test bed (benchmarks/unseen_systems.py): exact solutions,
+linear growth rates, an energy balance and the time stepper's convergence order, on tiny grids."""
+
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "unseen_systems.py")
+_spec = importlib.util.spec_from_file_location("unseen_systems", _PATH)
+us = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(us)
+
+L = 32 * math.pi
+
+
+def _x(n, length=L):
+    return np.arange(n) * (length / n)
+
+
+@pytest.mark.parametrize("delta", [1.0, 2.0])
+def test_kdv_single_soliton_travels_at_its_speed_with_its_shape(delta):
+    # u_t + u u_x + delta u_xxx = 0: u = 3c sech^2(sqrt(c/delta)(x - x0 - c t)/2) exactly
+    n, c, x0, T = 256, 0.5, 20.0, 10.0
+    x = _x(n)
+
+    def soliton(t):
+        s = (x - x0 - c * t + L / 2) % L - L / 2  # periodic distance, peak far from the wrap
+        return 3 * c / np.cosh(0.5 * math.sqrt(c / delta) * s) ** 2
+
+    d = us.make_kdv(1, delta=delta, u0=soliton(0.0)[None], n_points=n, n_frames=5, t_max=T * 5 / 4, dt_max=0.01)
+    got = d.data[0, -1, :, 0]
+    assert np.max(np.abs(got - soliton(T))) < 2e-3 * 3 * c
+    # and a soliton of the other width would not fit: the check can fail
+    other = 3 * c / np.cosh(0.5 * math.sqrt(c / (3 - delta)) * ((x - x0 - c * T + L / 2) % L - L / 2)) ** 2
+    assert np.max(np.abs(got - other)) > 0.05
+
+
+def test_kdv_etdrk4_is_fourth_order():
+    n = 64
+    x = _x(n, 16 * math.pi)
+    u0 = (np.cos(x / 2) + 0.5 * np.sin(3 * x / 4 + 1))[None]
+    kw = dict(delta=1.0, u0=u0, length=16 * math.pi, n_points=n, n_frames=2, t_max=4.0)
+    ref = us.make_kdv(1, dt_max=0.005, **kw).data.astype(np.float64)  # float32 storage: keep errors >> 1e-7
+    errs = [np.abs(us.make_kdv(1, dt_max=h, **kw).data - ref).max() for h in (0.2, 0.1)]
+    assert errs[1] > 1e-6, errs
+    order = math.log2(errs[0] / errs[1])
+    assert 3.5 < order < 4.6, (errs, order)
+
+
+@pytest.mark.parametrize("r", [0.3, 1.2])
+def test_allen_cahn_linear_growth_rate_and_uniform_logistic_solution(r):
+    n, T = 32, 4.0
+    x = _x(n)
+    k = 2 * 2 * math.pi / L  # second Fourier mode
+    small = 1e-7 * np.cos(k * x)
+    d = us.make_allen_cahn(1, r=r, u0=small[None], n_points=n, n_frames=2, t_max=2 * T)
+    amp = d.data[0, 1, :, 0] @ np.cos(k * x) * 2 / n
+    assert amp / 1e-7 == pytest.approx(math.exp((r - k**2) * T), rel=1e-4)
+    # a uniform state solves u' = r (u - u^3): u^2 = u0^2 e^{2rt} / (1 + u0^2 (e^{2rt} - 1))
+    u0 = 0.1
+    d = us.make_allen_cahn(1, r=r, u0=np.full((1, n), u0), n_points=n, n_frames=2, t_max=2 * T)
+    e = math.exp(2 * r * T)
+    exact = math.sqrt(u0**2 * e / (1 + u0**2 * (e - 1)))
+    assert d.data[0, 1, :, 0] == pytest.approx(np.full(n, exact), rel=1e-5)
+
+
+@pytest.mark.parametrize("r", [-0.1, 0.1, 0.4])
+def test_swift_hohenberg_mode_k1_grows_at_rate_r(r):
+    # L = r - (1 - k^2)^2: k = 1 (Fourier mode 16 on 32 pi) grows exactly at r, its sign decides
+    n, T = 64, 5.0
+    x = _x(n)
+    u0 = 1e-7 * np.sin(x)
+    d = us.make_swift_hohenberg(1, r=r, r_range=(-1, 1), u0=u0[None], n_points=n, n_frames=2, t_max=2 * T)
+    amp = d.data[0, 1, :, 0] @ np.sin(x) * 2 / n
+    rate = math.log(amp / 1e-7) / T
+    assert rate == pytest.approx(r, abs=1e-4)
+    assert np.sign(rate) == np.sign(r)
+
+
+@pytest.mark.parametrize("c,gamma", [(0.7, 0.1), (1.3, 0.45)])
+def test_damped_wave_single_mode_dispersion_relation(c, gamma):
+    # u(t) = e^{-gamma t/2} (cos w t + gamma/(2w) sin w t) cos kx, w = sqrt(c^2 k^2 - gamma^2/4)
+    n, T = 32, 12.0
+    x = _x(n)
+    k = 3 * 2 * math.pi / L
+    d = us.make_damped_wave(1, c=c, gamma=gamma, u0=np.cos(k * x)[None], n_points=n, n_frames=24, t_max=T)
+    w = math.sqrt(c**2 * k**2 - gamma**2 / 4)
+    t = d.time
+    exact = np.exp(-gamma * t / 2) * (np.cos(w * t) + gamma / (2 * w) * np.sin(w * t))
+    amp = d.data[0, :, :, 0] @ np.cos(k * x) * 2 / n
+    np.testing.assert_allclose(amp, exact, atol=1e-6)
+    # second channel is u_t: its time integral (trapezoid) follows u
+    ut = d.data[0, :, :, 1] @ np.cos(k * x) * 2 / n
+    np.testing.assert_allclose(np.cumsum((ut[1:] + ut[:-1]) / 2) * d.dt, amp[1:] - amp[0], atol=2e-3)
+
+
+def test_damped_wave_energy_balance():
+    # E = 1/2 int u_t^2 + c^2 u_x^2 dx obeys dE/dt = -gamma int u_t^2 dx
+    c, gamma, n = 1.1, 0.3, 128
+    d = us.make_damped_wave(1, c=c, gamma=gamma, n_points=n, n_frames=200, t_max=20.0, random_state=0)
+    u, v = d.data[0, :, :, 0].astype(float), d.data[0, :, :, 1].astype(float)
+    k = np.fft.rfftfreq(n, d=L / n) * 2 * np.pi
+    ux = np.fft.irfft(1j * k * np.fft.rfft(u, axis=1), n=n, axis=1)
+    dx = L / n
+    E = 0.5 * ((v**2).sum(1) + c**2 * (ux**2).sum(1)) * dx
+    dEdt = (E[2:] - E[:-2]) / (2 * d.dt)
+    sink = -gamma * (v[1:-1] ** 2).sum(1) * dx
+    assert np.max(np.abs(dEdt - sink)) < 0.02 * np.max(np.abs(sink))
+    assert E[-1] < 0.05 * E[0]  # it does decay
+
+
+def test_generators_draw_parameters_in_range_and_are_reproducible():
+    for name, (make, n_params) in us.SYSTEMS.items():
+        a = make(3, n_frames=3, t_max=0.5, random_state=1)
+        b = make(3, n_frames=3, t_max=0.5, random_state=1)
+        assert a.target.shape == (3, n_params), name
+        np.testing.assert_array_equal(a.data, b.data)
+        assert np.isfinite(a.data).all()
