@@ -68,8 +68,10 @@ REF_GPU = 656.0  # samples/s, published code on one H100 (REFERENCE.md section 4
 REF_CPU = 76.0  # samples/s, published code on 2 CPU cores
 
 
-def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=False,
-              batch=50, enc=(64, 94), dec=(32, 76), beta=0.02):
+def crop_sampler(data, device, batch, contiguous=False):
+    """``crops(size)``: ``batch`` random (N, C, t, x) crops of ``size`` from ``data`` (N, T, X, C),
+    periodic in x, from a generator seeded with 0; ``contiguous`` copies them to the NCHW layout
+    (the published loader's) instead of the channels-last view skphys's sampler gives."""
     n, T, X, _ = data.shape
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
@@ -80,7 +82,15 @@ def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=
         x0 = torch.randint(0, X, (batch,), device=device, generator=gen)
         ti = (t0[:, None] + torch.arange(size[0], device=device))[:, :, None]
         xi = ((x0[:, None] + torch.arange(size[1], device=device)) % X)[:, None, :]
-        return data[idx[:, None, None], ti, xi].movedim(-1, 1)
+        out = data[idx[:, None, None], ti, xi].movedim(-1, 1)
+        return out.contiguous() if contiguous else out
+
+    return crops
+
+
+def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=False,
+              batch=50, enc=(64, 94), dec=(32, 76), beta=0.02):
+    crops = crop_sampler(data, device, batch)
 
     def loss_fn(x, t):
         return _loss(module, x, t, dec, beta)
@@ -167,18 +177,8 @@ def published_step(model, data, *, device, batch=50, enc=(64, 94), dec=(32, 76),
     """One training step of the published code: its ``PDEAutoEncoder`` and ``run.py``'s loss and
     optimizer (Adam, lr 1e-3, eps 1e-8), on crops laid out as its data loader delivers them
     (contiguous (N, C, T, X), the layout of its ``.npz`` arrays)."""
-    n, T, X, _ = data.shape
-    gen = torch.Generator(device=device)
-    gen.manual_seed(0)
+    crops = crop_sampler(data, device, batch, contiguous=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
-
-    def crops(size):
-        idx = torch.randint(0, n, (batch,), device=device, generator=gen)
-        t0 = torch.randint(0, T - size[0] + 1, (batch,), device=device, generator=gen)
-        x0 = torch.randint(0, X, (batch,), device=device, generator=gen)
-        ti = (t0[:, None] + torch.arange(size[0], device=device))[:, :, None]
-        xi = ((x0[:, None] + torch.arange(size[1], device=device)) % X)[:, None, :]
-        return data[idx[:, None, None], ti, xi].movedim(-1, 1).contiguous()
 
     def step():
         loss = published_loss(model, crops(enc), crops(dec), beta)
