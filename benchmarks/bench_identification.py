@@ -73,8 +73,13 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--no-published", action="store_true")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--vae-kw", default="",
+                    help='DynamicsVAE parameters to override, e.g. "kl_warmup_epochs=50, init_latent_std=0.05"')
+    ap.add_argument("--save-dir", default=None,
+                    help="also save each run's latent means/stds (training and unseen) and targets as .npz here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    vae_kw = eval(f"dict({args.vae_kw})")  # a command-line convenience of a benchmark script
     rows = [
         "| system | truth | seed | skphys: relevant (ratios var(mu)/mean sigma^2, sorted) | skphys R^2 | fit s "
         "| published: relevant (ratios) | published R^2 | fit s | baseline R^2 (non-learned) |",
@@ -87,9 +92,16 @@ def main(argv=None):
             te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
             base = baseline_r2(tr.data, te.data, te.target)
             t0 = time.perf_counter()
-            vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu").fit(tr.data)
+            vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw).fit(tr.data)
             t_sk = time.perf_counter() - t0
             ratio = vae.latent_stats_["mu_variance"] / vae.latent_stats_["mean_sigma2"]
+            if args.save_dir:
+                os.makedirs(args.save_dir, exist_ok=True)
+                mu_tr, sd_tr = vae.transform(tr.data, return_std=True)
+                mu_te, sd_te = vae.transform(te.data, return_std=True)
+                np.savez(os.path.join(args.save_dir, f"skphys_{name}_{seed}.npz"), mu_tr=mu_tr, sd_tr=sd_tr,
+                         mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target,
+                         mse=np.array([h["mse"] for h in vae.history_]), seconds=t_sk)
             rel = vae.relevant_latents_
             r2_sk = r2_of(vae.transform(te.data), rel, te.target)
             cells = [f"{len(rel)} ({', '.join(f'{v:.3g}' for v in np.sort(ratio)[::-1])})", fmt_r2(r2_sk), f"{t_sk:.0f}"]
@@ -97,6 +109,10 @@ def main(argv=None):
             if not args.no_published and pub.available():
                 model, _, t_pub = pub.train(tr.data, epochs=args.epochs, seed=seed)
                 mu, sd = pub.encode(model, tr.data)
+                if args.save_dir:
+                    mu_te, sd_te = pub.encode(model, te.data)
+                    np.savez(os.path.join(args.save_dir, f"published_{name}_{seed}.npz"), mu_tr=mu, sd_tr=sd,
+                             mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target, seconds=t_pub)
                 pratio = mu.var(0) / (sd**2).mean(0)
                 prel = relevant_latents(mu, sd)
                 r2_pub = r2_of(pub.encode(model, te.data)[0], prel, te.target)
@@ -107,7 +123,7 @@ def main(argv=None):
                 cells += ["not run", "-", "-"]
             rows.append(f"| {name} ({', '.join(tr.target_names)}) | {n_true} | {seed} | " + " | ".join(cells)
                         + f" | {fmt_r2(base)} |")
-    notes = (f"DynamicsVAE() defaults, {args.epochs} epochs on {args.n_train} training trajectories "
+    notes = (f"DynamicsVAE() defaults{' with ' + args.vae_kw if args.vae_kw else ''}, {args.epochs} epochs on {args.n_train} training trajectories "
              f"(batch 50), R^2 of a linear fit of the relevant latents on {args.n_test} unseen trajectories; "
              "published code at the same epochs, data and relevance rule. " + args.notes)
     record("identification", "\n".join(rows), notes)

@@ -135,11 +135,17 @@ def make_kdv(n_samples=100, *, delta=None, delta_range=(0.5, 2.0), u0=None, leng
 
 
 def make_allen_cahn(n_samples=100, *, r=None, r_range=(0.25, 1.5), u0=None, length=32 * math.pi, n_points=128,
-                    n_frames=96, t_max=24.0, dt_max=0.05, amplitude=0.5, noise=0.0, random_state=None):
+                    n_frames=96, t_max=12.0, dt_max=0.05, amplitude=0.05, noise=0.0, random_state=None):
     """Allen-Cahn ``u_t = u_xx + r (u - u^3)``; the reaction rate ``r`` is hidden.
 
     Fourier space: ``L = r - k^2``, ``N(u) = -r FFT(u^3)``. Small modes grow at ``r - k^2``; the
     kink ``tanh(x sqrt(r / 2))`` is a steady state.
+
+    The defaults start small (RMS 0.05) and stop at t = 12, so that the growth phase, whose rate is
+    ``r``, fills much of each trajectory. With RMS 0.5 and t = 24 (the first version) the domains
+    saturate within a few frames and then hardly move: 31 frames of persistence (next frame = first
+    frame) explained 95% of the variance, and ``r`` was seen only in the static kink widths.
+    Now persistence leaves 16% (measured on 100 trajectories, random_state 1000).
     """
     def linear(k, p):
         return p["r"] - k**2

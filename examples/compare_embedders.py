@@ -121,8 +121,9 @@ SCALES = {
         mpp=dict(patch_size=8, embed_dim=48, depth=2, n_heads=3, max_epochs=30, batch_size=16, lr=1e-3),
         features=dict(n_bins=8),
         probe=dict(max_epochs=60, batch_size=32),
-        # end-to-end fine-tuning (mpp_ft): the encoder at 0.1x the head's learning rate
-        finetune=dict(max_epochs=15, batch_size=32, lr=1e-3, encoder_lr_scale=0.1),
+        # end-to-end fine-tuning (mpp_ft): the encoder at 0.1x the head's learning rate, as many
+        # epochs over the labels as the frozen probe (15 left the head undertrained: 2026-12-02)
+        finetune=dict(max_epochs=60, batch_size=32, lr=1e-3, encoder_lr_scale=0.1),
         vit_probe_mlp_ratio=1.0, jepa_probe_mlp_ratio=4.0,
     ),
     "full": dict(
@@ -142,7 +143,7 @@ SCALES = {
         mpp=dict(max_epochs=30, batch_size=32, lr=5e-4),
         features=dict(n_bins=16),
         probe=dict(max_epochs=100, batch_size=64),
-        finetune=dict(max_epochs=30, batch_size=32, lr=1e-3, encoder_lr_scale=0.1),
+        finetune=dict(max_epochs=100, batch_size=64, lr=1e-3, encoder_lr_scale=0.1),
         vit_probe_mlp_ratio=0.25, jepa_probe_mlp_ratio=12.0,
     ),
 }
