@@ -64,6 +64,33 @@ def fmt_r2(r2):
     return ", ".join("-" if not np.isfinite(v) else f"{v:.3f}" for v in np.atleast_1d(r2))
 
 
+def summarize(directory, notes=""):
+    """One table from the ``.npz`` files that ``--save-dir`` wrote: per system and seed, the count
+    of relevant latents, their R^2 on the unseen trajectories, and the R^2 of a linear fit of *all*
+    latent means (does the encoder carry the parameter at all, whatever the amplitude?)."""
+    import glob
+
+    rows = [
+        "| system | truth | code | seed | relevant | ratios var(mu)/mean sigma^2 (sorted) | R^2 relevant "
+        "| R^2 all 5 means | largest var(mu) | final MSE | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(glob.glob(os.path.join(directory, "*.npz"))):
+        code, rest = os.path.basename(path)[:-4].split("_", 1)
+        name, seed = rest.rsplit("_", 1)
+        z = np.load(path)
+        ratio = z["mu_tr"].var(0) / (z["sd_tr"] ** 2).mean(0)
+        rel = relevant_latents(z["mu_tr"], z["sd_tr"])
+        r2_rel = r2_of(z["mu_te"], rel, z["y_te"])
+        r2_all = linear_fit(z["mu_te"], z["y_te"])["r2"]
+        mse = f"{float(z['mse'][-1]):.3f}" if "mse" in z.files else "-"
+        rows.append(
+            f"| {name} | {unseen_systems.SYSTEMS[name][1]} | {code} | {seed} | {len(rel)} | "
+            f"{', '.join(f'{v:.2g}' for v in np.sort(ratio)[::-1])} | {fmt_r2(r2_rel)} | {fmt_r2(r2_all)} | "
+            f"{z['mu_tr'].var(0).max():.2g} | {mse} | {float(z['seconds']):.0f} |")
+    record("identification", "\n".join(rows), notes)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--systems", nargs="+", default=list(unseen_systems.SYSTEMS))
@@ -72,12 +99,17 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=100)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--no-published", action="store_true")
+    ap.add_argument("--no-skphys", action="store_true", help="run only the published code")
     ap.add_argument("--notes", default="")
     ap.add_argument("--vae-kw", default="",
                     help='DynamicsVAE parameters to override, e.g. "kl_warmup_epochs=50, init_latent_std=0.05"')
     ap.add_argument("--save-dir", default=None,
                     help="also save each run's latent means/stds (training and unseen) and targets as .npz here")
+    ap.add_argument("--summarize", metavar="DIR", default=None,
+                    help="print and record one table from the .npz files of earlier --save-dir runs, then exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize, args.notes)
     torch.set_num_threads(1)
     vae_kw = eval(f"dict({args.vae_kw})")  # a command-line convenience of a benchmark script
     rows = [
@@ -91,25 +123,29 @@ def main(argv=None):
             tr = make(args.n_train, random_state=1000 + seed)
             te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
             base = baseline_r2(tr.data, te.data, te.target)
-            t0 = time.perf_counter()
-            vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw).fit(tr.data)
-            t_sk = time.perf_counter() - t0
-            ratio = vae.latent_stats_["mu_variance"] / vae.latent_stats_["mean_sigma2"]
-            if args.save_dir:
-                os.makedirs(args.save_dir, exist_ok=True)
-                mu_tr, sd_tr = vae.transform(tr.data, return_std=True)
-                mu_te, sd_te = vae.transform(te.data, return_std=True)
-                np.savez(os.path.join(args.save_dir, f"skphys_{name}_{seed}.npz"), mu_tr=mu_tr, sd_tr=sd_tr,
-                         mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target,
-                         mse=np.array([h["mse"] for h in vae.history_]), seconds=t_sk)
-            rel = vae.relevant_latents_
-            r2_sk = r2_of(vae.transform(te.data), rel, te.target)
-            cells = [f"{len(rel)} ({', '.join(f'{v:.3g}' for v in np.sort(ratio)[::-1])})", fmt_r2(r2_sk), f"{t_sk:.0f}"]
-            print(name, seed, "skphys", cells, flush=True)
+            if args.no_skphys:
+                cells = ["not run", "-", "-"]
+            else:
+                t0 = time.perf_counter()
+                vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw).fit(tr.data)
+                t_sk = time.perf_counter() - t0
+                ratio = vae.latent_stats_["mu_variance"] / vae.latent_stats_["mean_sigma2"]
+                if args.save_dir:
+                    os.makedirs(args.save_dir, exist_ok=True)
+                    mu_tr, sd_tr = vae.transform(tr.data, return_std=True)
+                    mu_te, sd_te = vae.transform(te.data, return_std=True)
+                    np.savez(os.path.join(args.save_dir, f"skphys_{name}_{seed}.npz"), mu_tr=mu_tr, sd_tr=sd_tr,
+                             mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target,
+                             mse=np.array([h["mse"] for h in vae.history_]), seconds=t_sk)
+                rel = vae.relevant_latents_
+                r2_sk = r2_of(vae.transform(te.data), rel, te.target)
+                cells = [f"{len(rel)} ({', '.join(f'{v:.3g}' for v in np.sort(ratio)[::-1])})", fmt_r2(r2_sk), f"{t_sk:.0f}"]
+                print(name, seed, "skphys", cells, flush=True)
             if not args.no_published and pub.available():
                 model, _, t_pub = pub.train(tr.data, epochs=args.epochs, seed=seed)
                 mu, sd = pub.encode(model, tr.data)
                 if args.save_dir:
+                    os.makedirs(args.save_dir, exist_ok=True)
                     mu_te, sd_te = pub.encode(model, te.data)
                     np.savez(os.path.join(args.save_dir, f"published_{name}_{seed}.npz"), mu_tr=mu, sd_tr=sd,
                              mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target, seconds=t_pub)
