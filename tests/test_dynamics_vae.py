@@ -83,6 +83,51 @@ def test_encoder_receptive_field_and_correction():
     assert m.correction((10, 20), dropout=0.1) == pytest.approx(10 * 20 * 0.9)
 
 
+@pytest.mark.parametrize("n_spatial_dims,activation,channels_last", [
+    (1, "relu", True), (1, "leaky_relu", False), (2, "relu", False), (2, "leaky_relu", True),
+])
+def test_encoder_cpu_training_path_equals_the_plain_modules(n_spatial_dims, activation, channels_last):
+    """The CPU training path (fused conv + activation with a split backward, heads as one GEMM)
+    gives the plain modules' outputs and gradients: both within fp32 rounding of float64."""
+    torch.manual_seed(0)
+    enc = DynamicsEncoder(2, 3, n_spatial_dims, widths=(4, 6, 8, 8), dilations=(1, 2, 1, 2), activation=activation)
+    with torch.no_grad():  # move the biases so that about half of the units are inactive
+        for m in enc.features[0::2]:
+            m.bias.normal_(0.0, 0.3)
+    shape = (3, 2, 16, 17) if n_spatial_dims == 1 else (2, 2, 14, 15, 16)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    x.requires_grad_(True)
+    w = torch.randn(2, 3, *([1] * (n_spatial_dims + 1)))
+
+    def run(module, inp, plain):
+        module.zero_grad()
+        inp = inp.detach().requires_grad_(True)
+        if plain:
+            h = module.features(inp)
+            mu, logvar = module.mu_head(h), module.logvar_head(h)
+        else:
+            mu, logvar = module(inp)
+        loss = (mu * w[0].to(mu)).sum() + (logvar * w[1].to(mu)).exp().sum()
+        loss.backward()
+        return [mu.detach(), logvar.detach(), inp.grad] + [p.grad.clone() for p in module.parameters()]
+
+    import copy
+
+    ref = run(copy.deepcopy(enc).double(), x.double(), plain=True)
+    fast = run(enc, x, plain=False)
+    plain = run(enc, x, plain=True)
+    for r, f, p in zip(ref, fast, plain):
+        tol = 10 * max(((p.double() - r).norm() / r.norm()).item(), 1e-6)
+        assert ((f.double() - r).norm() / r.norm()).item() <= tol
+    # no_grad (inference) takes the plain modules
+    with torch.no_grad():
+        mu, logvar = enc(x)
+    torch.testing.assert_close(mu, fast[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logvar, fast[1], rtol=1e-5, atol=1e-6)
+
+
 def _heat_kernels(C, h, r, scale, k=5):
     """Dynamic kernels realising f(y) = (r / scale) * (y[i-1] - 2 y[i] + y[i+1]): two identity
     layers (with a large bias so the ReLUs pass everything) and a Laplacian stencil."""
