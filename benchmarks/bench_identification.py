@@ -30,7 +30,7 @@ import _published_vae as pub  # noqa: E402
 import unseen_systems  # noqa: E402
 from _record import record  # noqa: E402
 
-from skphys import DynamicsVAE  # noqa: E402
+from skphys import BetaPathVAE, DynamicsVAE  # noqa: E402
 from skphys.metrics import linear_fit, relevant_latents  # noqa: E402
 
 
@@ -103,6 +103,9 @@ def main(argv=None):
     ap.add_argument("--notes", default="")
     ap.add_argument("--vae-kw", default="",
                     help='DynamicsVAE parameters to override, e.g. "kl_warmup_epochs=50, init_latent_std=0.05"')
+    ap.add_argument("--path", default=None, metavar="BETAS",
+                    help="fit skphys.BetaPathVAE over these comma-separated KL weights (e.g. 2e-3,5e-4,1e-4) with "
+                         "the DynamicsVAE of the other options (--vae-kw must then not set beta)")
     ap.add_argument("--save-dir", default=None,
                     help="also save each run's latent means/stds (training and unseen) and targets as .npz here")
     ap.add_argument("--summarize", metavar="DIR", default=None,
@@ -127,7 +130,14 @@ def main(argv=None):
                 cells = ["not run", "-", "-"]
             else:
                 t0 = time.perf_counter()
-                vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw).fit(tr.data)
+                vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw)
+                if args.path:
+                    betas = tuple(float(b) for b in args.path.split(","))
+                    path = BetaPathVAE(vae, betas=betas).fit(tr.data)
+                    print(name, seed, "path", [(p["beta"], p["n_relevant"]) for p in path.path_], flush=True)
+                    vae = path
+                else:
+                    vae.fit(tr.data)
                 t_sk = time.perf_counter() - t0
                 ratio = vae.latent_stats_["mu_variance"] / vae.latent_stats_["mean_sigma2"]
                 if args.save_dir:
@@ -136,10 +146,13 @@ def main(argv=None):
                     mu_te, sd_te = vae.transform(te.data, return_std=True)
                     np.savez(os.path.join(args.save_dir, f"skphys_{name}_{seed}.npz"), mu_tr=mu_tr, sd_tr=sd_tr,
                              mu_te=mu_te, sd_te=sd_te, y_tr=tr.target, y_te=te.target,
-                             mse=np.array([h["mse"] for h in vae.history_]), seconds=t_sk)
+                             mse=np.array([h["mse"] for h in getattr(vae, "best_estimator_", vae).history_]), seconds=t_sk)
                 rel = vae.relevant_latents_
                 r2_sk = r2_of(vae.transform(te.data), rel, te.target)
                 cells = [f"{len(rel)} ({', '.join(f'{v:.3g}' for v in np.sort(ratio)[::-1])})", fmt_r2(r2_sk), f"{t_sk:.0f}"]
+                if args.path:
+                    cells[0] += " at beta " + f"{vae.beta_:g}; path " + ", ".join(
+                        f"{p['beta']:g}: {p['n_relevant']}" for p in vae.path_)
                 print(name, seed, "skphys", cells, flush=True)
             if not args.no_published and pub.available():
                 model, _, t_pub = pub.train(tr.data, epochs=args.epochs, seed=seed)
@@ -159,7 +172,8 @@ def main(argv=None):
                 cells += ["not run", "-", "-"]
             rows.append(f"| {name} ({', '.join(tr.target_names)}) | {n_true} | {seed} | " + " | ".join(cells)
                         + f" | {fmt_r2(base)} |")
-    notes = (f"DynamicsVAE() defaults{' with ' + args.vae_kw if args.vae_kw else ''}, {args.epochs} epochs on {args.n_train} training trajectories "
+    notes = (f"{'BetaPathVAE(betas=' + args.path + ') of ' if args.path else ''}"
+             f"DynamicsVAE() defaults{' with ' + args.vae_kw if args.vae_kw else ''}, {args.epochs} epochs on {args.n_train} training trajectories "
              f"(batch 50), R^2 of a linear fit of the relevant latents on {args.n_test} unseen trajectories; "
              "published code at the same epochs, data and relevance rule. " + args.notes)
     record("identification", "\n".join(rows), notes)

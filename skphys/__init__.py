@@ -2,7 +2,8 @@
 spatiotemporal physical systems and estimate their governing parameters.
 
 Estimators
-    :class:`JEPAEmbedder`, :class:`VideoMAEEmbedder`, :class:`DynamicsVAE`, the physical-modeling
+    :class:`JEPAEmbedder`, :class:`VideoMAEEmbedder`, :class:`DynamicsVAE` (and
+    :class:`BetaPathVAE`, which fits it along decreasing KL weights), the physical-modeling
     baselines :class:`MPPEmbedder` and :class:`DISCOEmbedder`, :class:`AttentiveProbeRegressor`,
     :class:`FineTunedRegressor` (end-to-end fine-tuning of any embedder), and the non-learned
     baseline :class:`SpectralStatsFeatures`.
@@ -30,6 +31,7 @@ _LAZY = {
     "AttentiveProbeRegressor": "skphys._probe",
     "VideoMAEEmbedder": "skphys._videomae",
     "DynamicsVAE": "skphys._dynamics_vae",
+    "BetaPathVAE": "skphys._beta_path",
     "MPPEmbedder": "skphys._mpp",
     "DISCOEmbedder": "skphys._disco",
     "FineTunedRegressor": "skphys._finetune",

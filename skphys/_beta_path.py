@@ -1,0 +1,158 @@
+"""Identification along a decreasing KL weight: :class:`BetaPathVAE`."""
+
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils import get_tags
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.validation import check_is_fitted
+
+from ._dynamics_vae import DynamicsVAE
+
+#: The small 1-D configuration of docs/dynamics_vae.md ("Identification in the small
+#: configuration"): about 20 ms per training step on one CPU thread.
+SMALL_1D = dict(
+    encoder_crop=(32, 40), decoder_crop=48, rollout_steps=8, batch_size=32, output_scale=1e-2, lr=1e-3,
+    hidden_channels=8, encoder_widths=(4, 16, 16, 16), max_epochs=600,
+)
+
+
+class BetaPathVAE(TransformerMixin, BaseEstimator):
+    """Fit :class:`DynamicsVAE` at decreasing KL weights and keep the first fit that finds relevant latents.
+
+    The KL weight ``beta`` is the price, in rollout error, of one nat of information in a latent.
+    A parameter that changes the dynamics a lot buys its latent at a high price; a latent that
+    would only trim the decoder's error a little is kept only when information is cheap. Which
+    ``beta`` separates the two depends on the system: on the test bed of
+    ``benchmarks/unseen_systems.py`` at the small configuration below, beta 2e-3 gave KdV exactly
+    its one parameter on 2 of 3 seeds, while 1e-4 gave it 4-5 relevant latents, and Allen-Cahn and
+    Swift-Hohenberg found none at 2e-3 but exactly theirs at 1e-4 (docs/dynamics_vae.md). So the
+    path starts at the highest price and stops at the first ``beta`` at which any latent is
+    relevant: the latents that are worth encoding at the highest price that buys any.
+
+    Parameters
+    ----------
+    estimator : DynamicsVAE, default=None
+        The model to fit at each ``beta`` (cloned, its own ``beta`` replaced). ``None``: the small
+        1-D configuration (encoder crop 32 x 40, encoder widths (4, 16, 16, 16), decoder crop 48,
+        8-step rollouts, 8 hidden decoder channels, ``output_scale=1e-2``, batch 32, 600 epochs),
+        which needs trajectories of at least 32 frames and 48 points.
+    betas : sequence of float, default=(2e-3, 5e-4, 1e-4)
+        Strictly decreasing positive KL weights.
+
+    Attributes
+    ----------
+    best_estimator_ : DynamicsVAE
+        The fit that was kept: the first with a relevant latent, or the last of the path (with a
+        warning) if none had one.
+    beta_ : float
+        Its KL weight.
+    relevant_latents_ : ndarray of int
+        Its relevant latents, most informative first.
+    latent_stats_ : dict
+        Its ``var(mu)`` and ``mean(sigma^2)`` per latent, for judging the count yourself.
+    path_ : list of dict
+        Per fitted ``beta``, in order: ``beta``, ``n_relevant`` and ``ratios``
+        (``var(mu) / mean(sigma^2)`` per latent).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skphys import BetaPathVAE, DynamicsVAE
+    >>> X = np.random.default_rng(0).normal(size=(4, 40, 40, 1)).astype("float32")
+    >>> tiny = DynamicsVAE(encoder_crop=(32, 32), decoder_crop=20, rollout_steps=3, hidden_channels=4,
+    ...                    max_epochs=1, batch_size=4, random_state=0)
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # noise has no relevant latent, which warns
+    ...     path = BetaPathVAE(tiny, betas=(1e-2, 1e-3)).fit(X)
+    >>> [p["beta"] for p in path.path_], path.transform(X).shape
+    ([0.01, 0.001], (4, 5))
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "transform"]), None],
+        "betas": ["array-like"],
+    }
+
+    def __init__(self, estimator: DynamicsVAE | None = None, betas: Sequence[float] = (2e-3, 5e-4, 1e-4)) -> None:
+        self.estimator = estimator
+        self.betas = betas
+
+    def _base(self):
+        if self.estimator is None:
+            return DynamicsVAE(**SMALL_1D)
+        if not isinstance(self.estimator, DynamicsVAE):
+            raise TypeError(f"estimator must be a DynamicsVAE, got {type(self.estimator).__name__}")
+        return self.estimator
+
+    def _checked_betas(self):
+        betas = self.betas
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence | np.ndarray):
+            raise TypeError(f"betas must be a sequence of floats, got {betas!r}")
+        if len(betas) == 0:
+            raise ValueError("betas must hold at least one KL weight")
+        out = []
+        for b in betas:
+            if isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b <= 0:
+                raise ValueError(f"betas must be finite positive numbers, got {betas!r}")
+            out.append(float(b))
+        if any(a <= b for a, b in zip(out, out[1:])):
+            raise ValueError(f"betas must be strictly decreasing (highest price first), got {betas!r}")
+        return out
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "BetaPathVAE":
+        """Fit along the path; ``y`` is ignored (the identification uses no labels).
+
+        With a ``checkpoint_dir`` on the estimator, each ``beta`` checkpoints in its own
+        subdirectory ``beta_<i>``, so an interrupted path resumes where it stopped."""
+        base = self._base()
+        betas = self._checked_betas()
+        self.path_ = []
+        best = None
+        for i, beta in enumerate(betas):
+            est = clone(base).set_params(beta=beta)
+            if base.checkpoint_dir is not None:
+                est.set_params(checkpoint_dir=os.path.join(os.fspath(base.checkpoint_dir), f"beta_{i}"))
+            est.fit(X)
+            stats = est.latent_stats_
+            self.path_.append({
+                "beta": beta,
+                "n_relevant": len(est.relevant_latents_),
+                "ratios": stats["mu_variance"] / stats["mean_sigma2"],
+            })
+            best = est
+            if len(est.relevant_latents_):
+                break
+        else:
+            warnings.warn(
+                f"BetaPathVAE: no latent was relevant at any beta in {betas}; keeping the fit at "
+                f"beta={betas[-1]:g}. Try smaller betas or longer training.",
+                UserWarning, stacklevel=2,
+            )
+        self.best_estimator_ = best
+        self.beta_ = best.beta_
+        self.relevant_latents_ = best.relevant_latents_
+        self.latent_stats_ = best.latent_stats_
+        return self
+
+    def transform(self, X: ArrayLike, return_std: bool = False):
+        """Latent means (and standard deviations) of the kept fit, see :meth:`DynamicsVAE.transform`."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.transform(X, return_std=return_std)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self._base() if isinstance(self.estimator, DynamicsVAE | None) else DynamicsVAE())
+        tags.input_tags = inner.input_tags
+        tags.target_tags.required = False
+        tags.non_deterministic = inner.non_deterministic
+        return tags

@@ -1,0 +1,119 @@
+"""BetaPathVAE: the path logic (which fit is kept, warnings, checkpoints, validation) on a stand-in
+DynamicsVAE whose fit is instantaneous, and one real path on tiny data. The identification it
+serves is pinned on a real system in tests/test_unseen_systems.py."""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from skphys import BetaPathVAE, DynamicsVAE
+from skphys._beta_path import SMALL_1D
+
+X = np.random.default_rng(0).normal(size=(6, 40, 40, 1)).astype("float32")
+
+
+class ThresholdVAE(DynamicsVAE):
+    """A stand-in whose fit finds 2 relevant latents when ``beta <= 1e-3`` and none above, and
+    records the checkpoint_dir it was given. It adds no constructor parameters, so clone and
+    get_params behave as for the real class."""
+
+    seen_dirs = []
+
+    def fit(self, X, y=None):
+        cut = 1e-3
+        n = 2 if self.beta <= cut else 0
+        ThresholdVAE.seen_dirs.append(self.checkpoint_dir)
+        ratios = np.array([5.0, 3.0, 0.01, 0.01, 0.01]) if n else np.full(5, 1e-3)
+        self.latent_stats_ = {"mu_variance": ratios, "mean_sigma2": np.ones(5)}
+        self.relevant_latents_ = np.arange(n)
+        self.beta_ = float(self.beta)
+        self.fitted_on_ = len(X)
+        return self
+
+    def transform(self, X, return_std=False):
+        out = np.full((len(X), 5), self.beta_)
+        return (out, out) if return_std else out
+
+
+def test_path_stops_at_the_first_beta_with_relevant_latents():
+    path = BetaPathVAE(ThresholdVAE(), betas=(1e-1, 1e-2, 1e-3, 1e-4)).fit(X)
+    assert [p["beta"] for p in path.path_] == [1e-1, 1e-2, 1e-3]  # 1e-4 never fitted
+    assert [p["n_relevant"] for p in path.path_] == [0, 0, 2]
+    assert path.beta_ == 1e-3 and path.best_estimator_.beta == 1e-3
+    np.testing.assert_array_equal(path.relevant_latents_, [0, 1])
+    np.testing.assert_allclose(path.path_[-1]["ratios"], [5.0, 3.0, 0.01, 0.01, 0.01])
+    assert path.latent_stats_ is path.best_estimator_.latent_stats_
+    np.testing.assert_array_equal(path.transform(X), np.full((6, 5), 1e-3))
+    mu, sd = path.transform(X, return_std=True)
+    assert mu.shape == sd.shape == (6, 5)
+    # the user's estimator is cloned, never fitted itself
+    est = ThresholdVAE()
+    BetaPathVAE(est, betas=(1e-3,)).fit(X)
+    assert not hasattr(est, "relevant_latents_")
+
+
+def test_no_relevant_latent_anywhere_warns_and_keeps_the_last_fit():
+    with pytest.warns(UserWarning, match="no latent was relevant"):
+        path = BetaPathVAE(ThresholdVAE(), betas=(1.0, 1e-1)).fit(X)
+    assert [p["n_relevant"] for p in path.path_] == [0, 0]
+    assert path.beta_ == 1e-1 and len(path.relevant_latents_) == 0
+
+
+def test_each_beta_checkpoints_in_its_own_subdirectory(tmp_path):
+    ThresholdVAE.seen_dirs = []
+    BetaPathVAE(ThresholdVAE(checkpoint_dir=tmp_path), betas=(1e-2, 1e-3)).fit(X)
+    assert ThresholdVAE.seen_dirs == [os.path.join(tmp_path, "beta_0"), os.path.join(tmp_path, "beta_1")]
+    ThresholdVAE.seen_dirs = []
+    BetaPathVAE(ThresholdVAE(), betas=(1e-3,)).fit(X)
+    assert ThresholdVAE.seen_dirs == [None]
+
+
+@pytest.mark.parametrize("betas, err, match", [
+    ((), ValueError, "at least one"),
+    ((1e-3, 1e-2), ValueError, "strictly decreasing"),
+    ((1e-3, 1e-3), ValueError, "strictly decreasing"),
+    ((1e-3, -1.0), ValueError, "positive"),
+    ((1e-3, float("nan")), ValueError, "positive"),
+    (("a",), ValueError, "positive"),
+    (0.01, (TypeError, ValueError), "betas"),
+])
+def test_bad_betas_are_refused(betas, err, match):
+    with pytest.raises(err, match=match):
+        BetaPathVAE(ThresholdVAE(), betas=betas).fit(X)
+
+
+def test_the_estimator_must_be_a_dynamics_vae():
+    from sklearn.decomposition import PCA
+
+    with pytest.raises(TypeError, match="DynamicsVAE"):
+        BetaPathVAE(PCA(), betas=(1e-3,)).fit(X)
+
+
+def test_default_estimator_is_the_small_configuration_and_tags():
+    path = BetaPathVAE()
+    assert path.estimator is None and path.betas == (2e-3, 5e-4, 1e-4)
+    base = path._base()
+    assert isinstance(base, DynamicsVAE)
+    assert {k: base.get_params()[k] for k in SMALL_1D} == SMALL_1D
+    tags = path.__sklearn_tags__()
+    assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array
+    assert not tags.target_tags.required
+    assert clone(path).get_params()["betas"] == (2e-3, 5e-4, 1e-4)
+
+
+def test_a_real_path_on_tiny_data_is_reproducible_and_pickles():
+    tiny = DynamicsVAE(encoder_crop=(32, 32), decoder_crop=20, rollout_steps=3, hidden_channels=4, max_epochs=1,
+                       batch_size=4, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        a = BetaPathVAE(tiny, betas=(1e-2, 1e-3)).fit(X)
+        b = BetaPathVAE(tiny, betas=(1e-2, 1e-3)).fit(X)
+    assert [p["beta"] for p in a.path_] == [p["beta"] for p in b.path_]
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    again = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(again.transform(X), a.transform(X))
+    assert a.transform(X).shape == (6, 5)
