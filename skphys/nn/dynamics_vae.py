@@ -50,6 +50,7 @@ class _ConvActCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, dilation, slope):
+        """``act(conv(x))`` with ``act`` ReLU (``slope == 0``) or leaky ReLU, applied in place."""
         conv = _CONV[x.dim() - 2]
         y = conv(x, weight, bias, dilation=dilation)
         if slope == 0.0:
@@ -64,6 +65,7 @@ class _ConvActCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
+        """Gradients for ``x``, ``weight`` and ``bias`` (input and weight by separate calls)."""
         x, weight, y = ctx.saved_tensors
         if ctx.slope == 0.0:
             gy = torch.ops.aten.threshold_backward(gy, y, 0.0)
