@@ -37,6 +37,11 @@ class BetaPathVAE(TransformerMixin, BaseEstimator):
     path starts at the highest price and stops at the first ``beta`` at which any latent is
     relevant: the latents that are worth encoding at the highest price that buys any.
 
+    With the defaults (600 epochs on 256 trajectories of 96 x 128) it found exactly the one hidden
+    parameter of KdV, Allen-Cahn and Swift-Hohenberg on 5 of 5 seeds each, with R^2 0.91-0.99 on
+    unseen trajectories, in 1.5-5 minutes of one CPU thread. On a damped wave with two hidden
+    parameters it found the wave speed but not the damping (docs/dynamics_vae.md).
+
     Parameters
     ----------
     estimator : DynamicsVAE, default=None
