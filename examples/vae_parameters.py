@@ -270,7 +270,16 @@ def run_one(system, noise, args, scale, out):
     else:
         model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
     t0 = time.perf_counter()
-    if not hasattr(model, "history_") or len(model.history_) < epochs:
+    path = None
+    if args.beta_path and not hasattr(model, "history_"):
+        from skphys import BetaPathVAE
+
+        betas = tuple(float(b) for b in args.beta_path.split(","))
+        path = BetaPathVAE(model, betas=betas).fit(train.data)
+        model = path.best_estimator_
+        print(f"[{tag}] beta path: " + ", ".join(f"{p['beta']:g}: {p['n_relevant']} relevant" for p in path.path_)
+              + f"; kept beta {path.beta_:g}", flush=True)
+    elif not hasattr(model, "history_") or len(model.history_) < epochs:
         model.fit(train.data)
     t_fit = time.perf_counter() - t0
     mu, sigma = model.transform(test.data, return_std=True)
@@ -300,6 +309,9 @@ def main(argv=None):
     add_run_arguments(ap)
     add_model_arguments(ap)
     ap.add_argument("--out", default=None, help="figures and models (default $SKPHYS_BENCH_DIR/vae_parameters or examples/output)")
+    ap.add_argument("--beta-path", default=None, metavar="BETAS",
+                    help="fit skphys.BetaPathVAE over these comma-separated, decreasing KL weights (e.g. "
+                         "2e-3,5e-4,1e-4) and report the first fit with a relevant latent (overrides --beta)")
     ap.add_argument("--resume-from", default=None, metavar="DIR",
                     help="continue the models pickled in DIR (model_<system>_noise<noise>.pkl, as --out writes "
                          "them) up to --epochs in all; runs without a model there start afresh")

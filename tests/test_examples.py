@@ -240,3 +240,21 @@ def test_vae_parameters_resumes_pickled_models(tmp_path, monkeypatch):
     path.write_bytes(b"truncated")
     with pytest.raises(ValueError, match="not a readable model pickle"):
         vp.main(args + ["--epochs", "6"])
+
+
+def test_vae_parameters_beta_path_reports_the_kept_fit(tmp_path, monkeypatch, capsys):
+    """``--beta-path`` fits BetaPathVAE over the given KL weights and reports (and pickles) the
+    kept fit; on 8 noise-free KS trajectories and 2 epochs no latent is relevant, so every beta
+    is fitted and the last one is kept, with BetaPathVAE's warning."""
+    import pickle
+
+    import vae_parameters as vp
+
+    monkeypatch.setenv("SKPHYS_BENCH_DIR", str(tmp_path))
+    with pytest.warns(UserWarning, match="no latent was relevant"):
+        vp.main(["--quick", "--system", "ks", "--noise", "0", "--n-train", "8", "--n-test", "4", "--device", "cpu",
+                 "--out", str(tmp_path), "--epochs", "2", "--beta-path", "1e-1,1e-2"])
+    assert "beta path: 0.1: 0 relevant, 0.01: 0 relevant; kept beta 0.01" in capsys.readouterr().out
+    with open(tmp_path / "model_ks_noise0.pkl", "rb") as fh:
+        model = pickle.load(fh)
+    assert model.beta_ == 0.01 and len(model.history_) == 2
