@@ -21,7 +21,7 @@ change in the machine's load affects all alike):
   convolutions run channels-last (oneDNN's fast layout on the CPU). Since 2026-12-02 both skphys
   rows train the encoder through its CPU path (``DynamicsEncoder.forward``): convolution and
   in-place ReLU as one autograd function whose backward computes the input and the weight
-  gradients in two oneDNN calls (one joint call ran 1.3-1.5x slower), and both heads as one GEMM;
+  gradients in two oneDNN calls (one joint call ran 1.07-1.45x slower), and both heads as one GEMM;
 - on CUDA: the same with the whole step (forward, backward, AdamW) captured as a CUDA graph and
   replayed (``skphys._training.train(cuda_graph=True)``, what ``DynamicsVAE.fit`` does), fp32
   and bf16;
