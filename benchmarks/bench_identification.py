@@ -101,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--no-published", action="store_true")
     ap.add_argument("--no-skphys", action="store_true", help="run only the published code")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     ap.add_argument("--vae-kw", default="",
                     help='DynamicsVAE parameters to override, e.g. "kl_warmup_epochs=50, init_latent_std=0.05"')
     ap.add_argument("--path", default=None, metavar="BETAS",
@@ -113,7 +114,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.summarize:
         return summarize(args.summarize, args.notes)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     vae_kw = eval(f"dict({args.vae_kw})")  # a command-line convenience of a benchmark script
     rows = [
         "| system | truth | seed | skphys: relevant (ratios var(mu)/mean sigma^2, sorted) | skphys R^2 | fit s "
