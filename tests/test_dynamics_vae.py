@@ -1,3 +1,4 @@
+import copy
 import pickle
 
 import numpy as np
@@ -113,8 +114,6 @@ def test_encoder_cpu_training_path_equals_the_plain_modules(n_spatial_dims, acti
         loss.backward()
         return [mu.detach(), logvar.detach(), inp.grad] + [p.grad.clone() for p in module.parameters()]
 
-    import copy
-
     ref = run(copy.deepcopy(enc).double(), x.double(), plain=True)
     fast = run(enc, x, plain=False)
     plain = run(enc, x, plain=True)
@@ -126,6 +125,22 @@ def test_encoder_cpu_training_path_equals_the_plain_modules(n_spatial_dims, acti
         mu, logvar = enc(x)
     torch.testing.assert_close(mu, fast[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(logvar, fast[1], rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_under_cpu_autocast_takes_the_plain_modules():
+    """Under a user's ``torch.autocast("cpu")`` the fused path (fp32 saved tensors) is not used,
+    so training in bf16 still runs and matches the plain modules exactly."""
+    torch.manual_seed(0)
+    enc = DynamicsEncoder(1, 3, 1, widths=(4, 6, 8, 8), dilations=(1, 2, 1, 2))
+    x = torch.randn(2, 1, 16, 17)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = enc(x)
+        h = enc.features(x)
+        ref = enc.mu_head(h)
+    assert mu.dtype == torch.bfloat16
+    torch.testing.assert_close(mu, ref, rtol=0, atol=0)
+    (mu.float().sum() + logvar.float().sum()).backward()
+    assert all(p.grad is not None for p in enc.parameters())
 
 
 def _heat_kernels(C, h, r, scale, k=5):

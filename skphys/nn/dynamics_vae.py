@@ -146,11 +146,12 @@ class DynamicsEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, T, *space) -> local ``(mu, logvar)``, each (N, n_latents, T', *space').
 
-        On the CPU with gradients enabled (training) the layers run through a fused
+        On the CPU with gradients enabled and no autocast (training) the layers run through a fused
         convolution + activation with a split backward, and both heads as one matrix product
         over channels-last features; the result is the same as the plain modules' to float
         rounding (``tests/test_dynamics_vae.py`` checks outputs and gradients)."""
-        if x.device.type != "cpu" or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if (x.device.type != "cpu" or not torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu")):
             h = self.features(x)
             return self.mu_head(h), self.logvar_head(h)
         h = x
