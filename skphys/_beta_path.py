@@ -156,7 +156,7 @@ class BetaPathVAE(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner = get_tags(self._base() if isinstance(self.estimator, DynamicsVAE | None) else DynamicsVAE())
+        inner = get_tags(self.estimator if isinstance(self.estimator, DynamicsVAE) else DynamicsVAE())
         tags.input_tags = inner.input_tags
         tags.target_tags.required = False
         tags.non_deterministic = inner.non_deterministic
