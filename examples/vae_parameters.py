@@ -270,8 +270,7 @@ def run_one(system, noise, args, scale, out):
     else:
         model = build_model(system, scale, epochs, args.device, args.seed, args.verbose, model_overrides(args))
     t0 = time.perf_counter()
-    path = None
-    if args.beta_path and not hasattr(model, "history_"):
+    if args.beta_path:
         from skphys import BetaPathVAE
 
         betas = tuple(float(b) for b in args.beta_path.split(","))
@@ -316,6 +315,8 @@ def main(argv=None):
                     help="continue the models pickled in DIR (model_<system>_noise<noise>.pkl, as --out writes "
                          "them) up to --epochs in all; runs without a model there start afresh")
     args = ap.parse_args(argv)
+    if args.beta_path and args.resume_from:
+        ap.error("--beta-path fits new models along the path; it cannot continue pickled ones (--resume-from)")
     import pandas as pd
 
     from _record import record

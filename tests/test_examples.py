@@ -258,3 +258,6 @@ def test_vae_parameters_beta_path_reports_the_kept_fit(tmp_path, monkeypatch, ca
     with open(tmp_path / "model_ks_noise0.pkl", "rb") as fh:
         model = pickle.load(fh)
     assert model.beta_ == 0.01 and len(model.history_) == 2
+    with pytest.raises(SystemExit):  # a path fits new models; it cannot continue pickled ones
+        vp.main(["--quick", "--system", "ks", "--beta-path", "1e-1", "--resume-from", str(tmp_path)])
+    assert "cannot continue pickled ones" in capsys.readouterr().err
