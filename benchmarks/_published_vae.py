@@ -137,10 +137,11 @@ def grads_in_published_order(pde1d, module):
     return torch.cat([p.detach().flatten() for p in published_like(pde1d, holder).parameters()])
 
 
-def build(n_channels, n_latents=5, dropout=0.0, seed=0):
+def build(n_channels, n_latents=5, dropout=0.0, seed=0, hidden_channels=16):
     torch.manual_seed(seed)
     return load_pde1d().PDEAutoEncoder(
-        param_size=n_latents, data_channels=n_channels, data_dimension=1, hidden_channels=16, linear_kernel_size=0,
+        param_size=n_latents, data_channels=n_channels, data_dimension=1, hidden_channels=hidden_channels,
+        linear_kernel_size=0,
         nonlin_kernel_size=5, prop_layers=1, prop_noise=0.0, boundary_cond="crop", param_dropout_prob=dropout,
     )
 
@@ -178,9 +179,12 @@ def latent_record(mu, sigma):
 
 
 def train(X, *, epochs, seed=0, n_latents=5, beta=0.02, lr=1e-3, batch_size=50, dropout=0.0,
-          enc_crop=(64, 94), dec_width=76, rollout=31, record_every=None, log=print):
-    """Train the published model on X (N, T, x, C) float32; returns (model, records, seconds)."""
-    model = build(X.shape[3], n_latents, dropout, seed)
+          enc_crop=(64, 94), dec_width=76, rollout=31, hidden_channels=16, record_every=None, log=print):
+    """Train the published model on X (N, T, x, C) float32; returns (model, records, seconds).
+
+    Its encoder widths (4, 16, 64, 64) and its update prefactor (``dt = 1e-6``) are fixed in its
+    source; the crops, rollout, batch, learning rate, KL weight and decoder width are these."""
+    model = build(X.shape[3], n_latents, dropout, seed, hidden_channels)
     opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
     rng = np.random.default_rng(seed)
     pad = 6  # (2 + prop_layers) * (kernel 5 - 1) / 2

@@ -107,6 +107,13 @@ def main(argv=None):
     ap.add_argument("--path", default=None, metavar="BETAS",
                     help="fit skphys.BetaPathVAE over these comma-separated KL weights (e.g. 2e-3,5e-4,1e-4) with "
                          "the DynamicsVAE of the other options (--vae-kw must then not set beta)")
+    ap.add_argument("--published-kw", default="",
+                    help='published-code training settings to override (arguments of _published_vae.train), e.g. '
+                         '"enc_crop=(32, 40), dec_width=48, rollout=8, batch_size=32, hidden_channels=8"; with --path '
+                         "the published code walks the same betas with the same stopping rule")
+    ap.add_argument("--scale-channels", action="store_true",
+                    help="divide every channel of the training and unseen data by its root mean square over the "
+                         "training data before either code sees it (fields of different units weigh alike in the MSE)")
     ap.add_argument("--save-dir", default=None,
                     help="also save each run's latent means/stds (training and unseen) and targets as .npz here")
     ap.add_argument("--summarize", metavar="DIR", default=None,
@@ -116,6 +123,7 @@ def main(argv=None):
         return summarize(args.summarize, args.notes)
     torch.set_num_threads(args.threads)
     vae_kw = eval(f"dict({args.vae_kw})")  # a command-line convenience of a benchmark script
+    pub_kw = eval(f"dict({args.published_kw})")
     rows = [
         "| system | truth | seed | skphys: relevant (ratios var(mu)/mean sigma^2, sorted) | skphys R^2 | fit s "
         "| published: relevant (ratios) | published R^2 | fit s | baseline R^2 (non-learned) |",
@@ -126,6 +134,9 @@ def main(argv=None):
         for seed in args.seeds:
             tr = make(args.n_train, random_state=1000 + seed)
             te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
+            if args.scale_channels:
+                scale = np.sqrt((tr.data.astype(np.float64) ** 2).mean(axis=(0, 1, 2))).astype(np.float32)
+                tr.data, te.data = tr.data / scale, te.data / scale
             base = baseline_r2(tr.data, te.data, te.target)
             if args.no_skphys:
                 cells = ["not run", "-", "-"]
@@ -156,8 +167,14 @@ def main(argv=None):
                         f"{p['beta']:g}: {p['n_relevant']}" for p in vae.path_)
                 print(name, seed, "skphys", cells, flush=True)
             if not args.no_published and pub.available():
-                model, _, t_pub = pub.train(tr.data, epochs=args.epochs, seed=seed)
-                mu, sd = pub.encode(model, tr.data)
+                t_pub, pub_path = 0.0, []
+                for beta in ([float(b) for b in args.path.split(",")] if args.path else [pub_kw.get("beta", 0.02)]):
+                    model, _, t = pub.train(tr.data, epochs=args.epochs, seed=seed, **{**pub_kw, "beta": beta})
+                    t_pub += t
+                    mu, sd = pub.encode(model, tr.data)
+                    pub_path.append(f"{beta:g}: {len(relevant_latents(mu, sd))}")
+                    if len(relevant_latents(mu, sd)):
+                        break
                 if args.save_dir:
                     os.makedirs(args.save_dir, exist_ok=True)
                     mu_te, sd_te = pub.encode(model, te.data)
@@ -166,7 +183,8 @@ def main(argv=None):
                 pratio = mu.var(0) / (sd**2).mean(0)
                 prel = relevant_latents(mu, sd)
                 r2_pub = r2_of(pub.encode(model, te.data)[0], prel, te.target)
-                cells += [f"{len(prel)} ({', '.join(f'{v:.3g}' for v in np.sort(pratio)[::-1])})", fmt_r2(r2_pub),
+                cells += [f"{len(prel)} ({', '.join(f'{v:.3g}' for v in np.sort(pratio)[::-1])})"
+                          + (f" at beta {beta:g}; path {', '.join(pub_path)}" if args.path else ""), fmt_r2(r2_pub),
                           f"{t_pub:.0f}"]
                 print(name, seed, "published", cells[3:], flush=True)
             else:
@@ -175,8 +193,10 @@ def main(argv=None):
                         + f" | {fmt_r2(base)} |")
     notes = (f"{'BetaPathVAE(betas=' + args.path + ') of ' if args.path else ''}"
              f"DynamicsVAE() defaults{' with ' + args.vae_kw if args.vae_kw else ''}, {args.epochs} epochs on {args.n_train} training trajectories "
-             f"(batch 50), R^2 of a linear fit of the relevant latents on {args.n_test} unseen trajectories; "
-             "published code at the same epochs, data and relevance rule. " + args.notes)
+             f"(batch {vae_kw.get('batch_size', 50)}), R^2 of a linear fit of the relevant latents on {args.n_test} unseen trajectories; "
+             f"published code at the same epochs, data and relevance rule{' with ' + args.published_kw if args.published_kw else ''}"
+             f"{' (same beta path and stopping rule)' if args.path and not args.no_published else ''}"
+             f"{'; every channel divided by its training RMS' if args.scale_channels else ''}. " + args.notes)
     record("identification", "\n".join(rows), notes)
 
 

@@ -21,7 +21,8 @@ Initial states are the PDE-VAE papers' band-limited random fields (mean removed,
 ``amplitude``). The damped wave is linear and solved exactly per Fourier mode.
 
 Usage: ``python benchmarks/unseen_systems.py`` prints each system's shape, parameter range and
-field RMS at the first and last frame.
+field RMS at the first and last frame; ``--value`` prints :func:`parameter_value` for every system
+at 8 and 31 steps.
 """
 
 from __future__ import annotations
@@ -241,6 +242,45 @@ def make_damped_wave(n_samples=100, *, c=None, c_range=(0.5, 1.5), gamma=None, g
     )
 
 
+def parameter_value(name, n_samples=64, steps=8, random_state=1000, scale_channels=True, starts=(0, 32, 64)):
+    """What knowing each hidden parameter is worth to a *perfect* decoder, in rollout MSE.
+
+    From frames ``starts`` of ``n_samples`` trajectories, the exact solver (the same ``make_*``,
+    restarted from the frame) is rolled ``steps`` frames forward three ways: with the true
+    parameters (a restart check: close to 0), with one parameter replaced by the middle of its
+    sampling range (one row per parameter), and not at all (persistence: every frame equal to
+    the start). Returns ``{"true": mse, "<param> at mid-range": mse, ..., "persistence": mse}``,
+    the mean squared error against the stored frames; with ``scale_channels`` every channel is
+    divided by its RMS over the trajectories first, as ``bench_identification --scale-channels``
+    does. A parameter whose row is below the decoder's own training MSE is worth little to it.
+    """
+    import inspect
+
+    make, _ = SYSTEMS[name]
+    d = make(n_samples, random_state=random_state)
+    X = d.data.astype(np.float64)
+    scale = np.sqrt((X**2).mean(axis=(0, 1, 2))) if scale_channels else np.ones(X.shape[-1])
+    defaults = inspect.signature(make).parameters
+    truth = dict(zip(d.target_names, d.target.T))
+    variants = {"true": truth}
+    for key in d.target_names:
+        lo, hi = defaults[f"{key}_range"].default
+        variants[f"{key} at mid-range"] = {**truth, key: np.full(n_samples, (lo + hi) / 2)}
+    sums = dict.fromkeys(list(variants) + ["persistence"], 0.0)
+    for t0 in starts:
+        if t0 + steps >= X.shape[1]:
+            raise ValueError(f"start {t0} + {steps} steps exceeds the {X.shape[1]} frames")
+        target = X[:, t0 + 1 : t0 + 1 + steps] / scale
+        state = {"u0": X[:, t0, :, 0]}
+        if X.shape[-1] == 2:
+            state["v0"] = X[:, t0, :, 1]
+        for label, params in variants.items():
+            r = make(n_samples, **params, **state, n_frames=steps + 1, t_max=(steps + 1) * d.dt)
+            sums[label] += np.mean((r.data[:, 1:].astype(np.float64) / scale - target) ** 2) / len(starts)
+        sums["persistence"] += np.mean((X[:, t0 : t0 + 1] / scale - target) ** 2) / len(starts)
+    return sums
+
+
 #: name -> (generator, number of hidden parameters)
 SYSTEMS = {
     "kdv": (make_kdv, 1),
@@ -251,6 +291,14 @@ SYSTEMS = {
 
 
 if __name__ == "__main__":
+    import sys
+
+    if "--value" in sys.argv:
+        for steps in (8, 31):
+            for name in SYSTEMS:
+                v = parameter_value(name, steps=steps)
+                print(f"{name:16s} {steps:2d} steps, MSE per channel-RMS^2: " + ", ".join(f"{k} {x:.2g}" for k, x in v.items()))
+        sys.exit()
     for name, (make, n_params) in SYSTEMS.items():
         d = make(8, random_state=0)
         rms = np.sqrt((d.data**2).mean(axis=(0, 2, 3)))

@@ -121,6 +121,18 @@ def test_generators_draw_parameters_in_range_and_are_reproducible():
         assert np.isfinite(a.data).all()
 
 
+@pytest.mark.parametrize("name", ["kdv", "damped_wave"])
+def test_parameter_value_restarts_exactly_and_charges_for_a_wrong_parameter(name):
+    # restarting the solver from a stored frame reproduces the stored frames (semigroup property,
+    # up to their float32 rounding); a parameter moved to mid-range costs error, but less than
+    # knowing nothing about the dynamics (persistence)
+    v = us.parameter_value(name, n_samples=6, steps=4, starts=(0, 8))
+    assert v["true"] < 1e-9
+    wrong = [x for k, x in v.items() if k.endswith("at mid-range")]
+    assert len(wrong) == us.SYSTEMS[name][1]
+    assert all(1e-5 < x < v["persistence"] for x in wrong)
+
+
 def test_dynamics_vae_identifies_the_allen_cahn_rate_on_a_small_grid():
     """Pins identification on a system skphys does not ship (issue 15): DynamicsVAE in the small
     configuration of docs/dynamics_vae.md ("Identification in the small configuration") finds
