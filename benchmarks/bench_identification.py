@@ -31,7 +31,7 @@ import unseen_systems  # noqa: E402
 from _record import record  # noqa: E402
 
 from skphys import BetaPathVAE, DynamicsVAE  # noqa: E402
-from skphys.metrics import linear_fit, relevant_latents  # noqa: E402
+from skphys.metrics import latent_directions, linear_fit, relevant_latents  # noqa: E402
 
 
 def spectral_features(X):
@@ -91,6 +91,50 @@ def summarize(directory, notes=""):
     record("identification", "\n".join(rows), notes)
 
 
+def summarize_path(directory, betas, notes=""):
+    """The beta path replayed offline under both relevance rules, from fits saved (``--save-dir``)
+    at every beta into ``directory/b<beta>`` (e.g. ``b2e-3``): per system and seed, the counts
+    along the path by ``rule="ratio"`` and ``rule="directions"`` (``skphys.metrics``), and the fit
+    each rule keeps (the first with a relevant latent), with the R^2 of its relevant latents on the
+    unseen trajectories."""
+    import glob
+
+    rows = [
+        "| system | truth | seed | counts along the path, ratio rule | kept (ratio) | R^2 | "
+        "counts along the path, directions rule | kept (directions) | R^2 | direction SNRs of the kept fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs = {}
+    for beta in betas:
+        for path in glob.glob(os.path.join(directory, f"b{beta}", "skphys_*.npz")):
+            name, seed = os.path.basename(path)[7:-4].rsplit("_", 1)
+            runs.setdefault((name, int(seed)), {})[beta] = np.load(path)
+    for (name, seed), fits in sorted(runs.items()):
+        cells = []
+        snr_kept = "-"
+        for rule in ("ratio", "directions"):
+            counts, kept = [], None
+            for beta in betas:
+                if beta not in fits:
+                    counts.append(f"{beta}: not run")
+                    break
+                z = fits[beta]
+                rel = relevant_latents(z["mu_tr"], z["sd_tr"], rule=rule)
+                counts.append(f"{beta}: {len(rel)}")
+                if len(rel):
+                    kept = (beta, rel, z)
+                    break
+            if kept is None:
+                cells += ["; ".join(counts), "none", "-"]
+                continue
+            beta, rel, z = kept
+            cells += ["; ".join(counts), f"{len(rel)} at {beta}", fmt_r2(r2_of(z["mu_te"], rel, z["y_te"]))]
+            if rule == "directions":
+                snr_kept = ", ".join(f"{v:.3g}" for v in latent_directions(z["mu_tr"], z["sd_tr"])[0])
+        rows.append(f"| {name} | {unseen_systems.SYSTEMS[name][1]} | {seed} | " + " | ".join(cells) + f" | {snr_kept} |")
+    record("identification", "\n".join(rows), notes)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--systems", nargs="+", default=list(unseen_systems.SYSTEMS))
@@ -116,11 +160,16 @@ def main(argv=None):
                          "training data before either code sees it (fields of different units weigh alike in the MSE)")
     ap.add_argument("--save-dir", default=None,
                     help="also save each run's latent means/stds (training and unseen) and targets as .npz here")
+    ap.add_argument("--summarize-path", metavar="DIR", default=None,
+                    help="replay the --path betas offline under both relevance rules from fits saved in DIR/b<beta> "
+                         "(one --save-dir per beta), print and record the table, then exit")
     ap.add_argument("--summarize", metavar="DIR", default=None,
                     help="print and record one table from the .npz files of earlier --save-dir runs, then exit")
     args = ap.parse_args(argv)
     if args.summarize:
         return summarize(args.summarize, args.notes)
+    if args.summarize_path:
+        return summarize_path(args.summarize_path, (args.path or "2e-3,5e-4,1e-4").split(","), args.notes)
     torch.set_num_threads(args.threads)
     vae_kw = eval(f"dict({args.vae_kw})")  # a command-line convenience of a benchmark script
     pub_kw = eval(f"dict({args.published_kw})")

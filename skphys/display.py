@@ -219,6 +219,7 @@ class LatentStatisticsDisplay:
         sigma: Any,
         *,
         threshold: float = 1.0,
+        rule: str = "ratio",
         latent_names: Sequence[str] | None = None,
         ax: Axes | None = None,
         **plot_kwargs: Any,
@@ -232,6 +233,8 @@ class LatentStatisticsDisplay:
         threshold : float, default=1.0
             A latent is relevant when ``var(mu) / mean(sigma^2) > threshold``
             (:func:`skphys.metrics.relevant_latents`).
+        rule : {"ratio", "directions"}, default="ratio"
+            The relevance rule of :func:`skphys.metrics.relevant_latents`.
         latent_names : list of str, default=None
         ax : matplotlib Axes, default=None
         **plot_kwargs
@@ -242,7 +245,7 @@ class LatentStatisticsDisplay:
         display : LatentStatisticsDisplay
         """
         mu_var, s2 = latent_statistics(mu, sigma)
-        rel = relevant_latents(mu, sigma, threshold=threshold)
+        rel = relevant_latents(mu, sigma, threshold=threshold, rule=rule)
         disp = cls(mu_variance=mu_var, mean_sigma2=s2, relevant_latents=rel, latent_names=latent_names)
         return disp.plot(ax=ax, **plot_kwargs)
 
@@ -265,7 +268,7 @@ class LatentStatisticsDisplay:
         X : array-like of shape (n_samples, T, \\*space, C), default=None
             ``None``: the statistics recorded on the training data (``latent_stats_`` and
             ``relevant_latents_``). Otherwise they are computed on ``X`` with the estimator's
-            ``relevance_threshold``.
+            ``relevance_threshold`` and ``relevance_rule``.
         latent_names : list of str, default=None
         ax : matplotlib Axes, default=None
         **plot_kwargs
@@ -287,7 +290,9 @@ class LatentStatisticsDisplay:
             return disp.plot(ax=ax, **plot_kwargs)
         mu, sigma = estimator.transform(X, return_std=True)
         threshold = float(getattr(estimator, "relevance_threshold", 1.0))
-        return cls.from_predictions(mu, sigma, threshold=threshold, latent_names=latent_names, ax=ax, **plot_kwargs)
+        rule = getattr(estimator, "relevance_rule", "ratio")
+        return cls.from_predictions(mu, sigma, threshold=threshold, rule=rule, latent_names=latent_names, ax=ax,
+                                    **plot_kwargs)
 
 
 # --------------------------------------------------------------------------- parity

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["latent_statistics", "relevant_latents", "latent_r2", "linear_fit", "rollout_rmse"]
+__all__ = ["latent_statistics", "latent_directions", "relevant_latents", "latent_r2", "linear_fit", "rollout_rmse"]
 
 
 def _as_2d(a: ArrayLike, name: str) -> np.ndarray:
@@ -66,7 +66,49 @@ def latent_statistics(mu: ArrayLike, sigma: ArrayLike) -> tuple[np.ndarray, np.n
     return mu.var(axis=0), (sigma**2).mean(axis=0)
 
 
-def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0) -> np.ndarray:
+def latent_directions(mu: ArrayLike, sigma: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Signal-to-noise ratios of the independent directions along which the latent means vary.
+
+    The eigen-decomposition of ``D^-1/2 Cov(mu) D^-1/2``, where ``D = diag(mean sigma^2)``: the
+    covariance of the means measured in units of each latent's own noise. When the latents'
+    means are uncorrelated the eigenvalues are the per-latent ratios
+    ``var(mu) / mean(sigma^2)``; when two latents carry the same information (correlated
+    means), it shows as one large eigenvalue instead of two large ratios. The Gaussian-channel
+    information the latents carry together is about ``0.5 * sum(ln(1 + eigenvalues))`` nats.
+
+    Parameters
+    ----------
+    mu, sigma : array-like of shape (n_samples, n_latents)
+        Latent means and standard deviations.
+
+    Returns
+    -------
+    snr : ndarray of shape (n_latents,)
+        The eigenvalues, in decreasing order.
+    directions : ndarray of shape (n_latents, n_latents)
+        Column ``j`` is the unit direction of ``snr[j]`` in the noise-scaled latent space
+        ``mu / sqrt(mean sigma^2)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.normal(size=200)                   # one hidden parameter, seen by two latents
+    >>> mu = np.c_[p, p + 0.01 * rng.normal(size=200), 0.01 * rng.normal(size=200)]
+    >>> sigma = np.full((200, 3), 0.1)
+    >>> snr, _ = latent_directions(mu, sigma)
+    >>> int((snr > 1).sum())                       # one direction, although two ratios are ~100
+    1
+    """
+    mu_var, s2 = latent_statistics(mu, sigma)
+    scale = np.sqrt(np.maximum(s2, np.finfo(float).tiny))
+    cov = np.atleast_2d(np.cov(np.asarray(mu, dtype=np.float64), rowvar=False, bias=True))
+    snr, vec = np.linalg.eigh(cov / np.outer(scale, scale))
+    order = np.argsort(snr)[::-1]
+    return np.maximum(snr[order], 0.0), vec[:, order]
+
+
+def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0, rule: str = "ratio") -> np.ndarray:
     """Indices of the relevant latents, most informative first.
 
     A latent is relevant when its means vary across samples more than its own uncertainty:
@@ -97,12 +139,22 @@ def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0) ->
     mu, sigma : array-like of shape (n_samples, n_latents)
         Latent means and standard deviations.
     threshold : float, default=1.0
-        Smallest ratio ``var(mu) / mean(sigma^2)`` of a relevant latent.
+        Smallest ratio ``var(mu) / mean(sigma^2)`` of a relevant latent (``rule="ratio"``), or
+        smallest signal-to-noise ratio of a relevant direction (``rule="directions"``).
+    rule : {"ratio", "directions"}, default="ratio"
+        ``"ratio"``: each latent on its own, as above. ``"directions"``: count the independent
+        directions of the latent means whose signal-to-noise ratio exceeds ``threshold``
+        (:func:`latent_directions`) and return that many latents, chosen one at a time as the
+        latent whose mean varies most, relative to its noise, beyond what a linear fit on the
+        latents already chosen explains. The two rules agree when the latents' means are
+        uncorrelated; when several latents carry the same information, ``"directions"`` counts
+        it once.
 
     Returns
     -------
     indices : ndarray of int
-        Sorted by decreasing ratio.
+        Sorted by decreasing ratio (``rule="ratio"``) or in the order chosen
+        (``rule="directions"``; the first is the latent of largest ratio).
 
     Examples
     --------
@@ -113,8 +165,26 @@ def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0) ->
     >>> relevant_latents(mu, sigma)
     array([0])
     """
+    if rule not in ("ratio", "directions"):
+        raise ValueError(f"rule must be 'ratio' or 'directions', got {rule!r}")
     mu_var, s2 = latent_statistics(mu, sigma)
     ratio = mu_var / np.maximum(s2, np.finfo(float).tiny)
+    if rule == "directions":
+        n = int((latent_directions(mu, sigma)[0] > threshold).sum())
+        m = np.asarray(mu, dtype=np.float64)
+        m = m - m.mean(axis=0)
+        chosen: list[int] = []
+        for _ in range(n):
+            # the latent whose mean varies most beyond what the chosen ones already explain
+            if chosen:
+                coef = np.linalg.lstsq(m[:, chosen], m, rcond=None)[0]
+                resid = (m - m[:, chosen] @ coef).var(axis=0)
+            else:
+                resid = mu_var
+            score = resid / np.maximum(s2, np.finfo(float).tiny)
+            score[chosen] = -np.inf
+            chosen.append(int(np.argmax(score)))
+        return np.array(chosen, dtype=int)
     idx = np.flatnonzero(ratio > threshold)
     return idx[np.argsort(-ratio[idx], kind="stable")]
 

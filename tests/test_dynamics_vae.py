@@ -226,7 +226,7 @@ def test_fit_attributes_and_transform_any_size(fitted):
     vae, X, _ = fitted
     assert vae.n_spatial_dims_ == 1 and vae.n_channels_ == 1
     assert len(vae.history_) == 2 and {"loss", "mse", "kl"} <= set(vae.history_[0])
-    assert set(vae.latent_stats_) == {"mu_variance", "mean_sigma2"}
+    assert set(vae.latent_stats_) == {"mu_variance", "mean_sigma2", "direction_snr"}
     assert vae.latent_stats_["mu_variance"].shape == (5,)
     mu, sigma = vae.transform(X, return_std=True)
     assert mu.shape == sigma.shape == (12, 5) and (sigma > 0).all()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skphys.metrics import latent_r2, latent_statistics, linear_fit, relevant_latents, rollout_rmse
+from skphys.metrics import latent_directions, latent_r2, latent_statistics, linear_fit, relevant_latents, rollout_rmse
 
 
 def test_latent_statistics_and_relevance(rng):
@@ -15,6 +15,30 @@ def test_latent_statistics_and_relevance(rng):
     np.testing.assert_array_equal(relevant_latents(mu, sigma), [1, 2])
     np.testing.assert_array_equal(relevant_latents(mu, sigma, threshold=100.0), [1])
     assert relevant_latents(mu, sigma, threshold=1e6).size == 0
+
+
+def test_directions_rule_counts_shared_information_once(rng):
+    n = 2000
+    p, q = rng.normal(size=n), rng.normal(size=n)
+    sigma = np.full((n, 4), 0.1)
+    # uncorrelated latents: the eigenvalues are the per-latent ratios, both rules agree
+    mu = np.c_[p, 0.5 * q, 0.01 * rng.normal(size=n), 0.02 * rng.normal(size=n)]
+    snr, vec = latent_directions(mu, sigma)
+    np.testing.assert_allclose(np.sort(snr)[::-1][:2], np.sort(mu.var(0) / 0.01)[::-1][:2], rtol=0.05)
+    np.testing.assert_allclose(vec.T @ vec, np.eye(4), atol=1e-12)
+    np.testing.assert_array_equal(relevant_latents(mu, sigma, rule="directions"), relevant_latents(mu, sigma))
+    # two latents carrying the same parameter (plus their own small noise): one direction
+    mu = np.c_[p, 0.8 * p + 0.02 * rng.normal(size=n), 0.01 * rng.normal(size=n), 0.5 * q]
+    assert relevant_latents(mu, sigma).size == 3
+    # the second relevant latent is the one with new information (q), not the copy of p
+    np.testing.assert_array_equal(relevant_latents(mu, sigma, rule="directions"), [0, 3])
+    assert (latent_directions(mu, sigma)[0] > 1).sum() == 2
+    # several weak latents sharing one signal add up to one relevant direction
+    mu = np.c_[[0.07 * p + 0.001 * rng.normal(size=n) for _ in range(4)]].T
+    assert relevant_latents(mu, sigma).size == 0
+    assert relevant_latents(mu, sigma, rule="directions").size == 1
+    with pytest.raises(ValueError, match="rule"):
+        relevant_latents(mu, sigma, rule="kl")
 
 
 def test_latent_r2_single_matches_noise_level(rng):
