@@ -62,10 +62,13 @@ class BetaPathVAE(TransformerMixin, BaseEstimator):
     relevant_latents_ : ndarray of int
         Its relevant latents, most informative first.
     latent_stats_ : dict
-        Its ``var(mu)`` and ``mean(sigma^2)`` per latent, for judging the count yourself.
+        Its ``var(mu)`` and ``mean(sigma^2)`` per latent and its direction SNRs (see
+        ``DynamicsVAE.latent_stats_``), for judging the count yourself.
     path_ : list of dict
-        Per fitted ``beta``, in order: ``beta``, ``n_relevant`` and ``ratios``
-        (``var(mu) / mean(sigma^2)`` per latent).
+        Per fitted ``beta``, in order: ``beta``, ``n_relevant``, ``ratios``
+        (``var(mu) / mean(sigma^2)`` per latent) and ``direction_snr`` (the signal-to-noise
+        ratios of the independent directions of the latent means,
+        :func:`skphys.metrics.latent_directions`).
 
     Examples
     --------
@@ -133,6 +136,7 @@ class BetaPathVAE(TransformerMixin, BaseEstimator):
                 "beta": beta,
                 "n_relevant": len(est.relevant_latents_),
                 "ratios": stats["mu_variance"] / stats["mean_sigma2"],
+                "direction_snr": stats["direction_snr"],
             })
             best = est
             if len(est.relevant_latents_):

@@ -134,6 +134,13 @@ def relevant_latents(mu: ArrayLike, sigma: ArrayLike, threshold: float = 1.0, ru
     and :class:`skphys.display.LatentStatisticsDisplay` show the ratios, so a user can judge a
     borderline case.
 
+    The per-latent ratio has one blind spot: two latents whose means move together carry one
+    parameter, yet count twice (the published code at a small configuration kept two latents on
+    KdV with ratios 300 and 25 whose noise-scaled covariance had one eigenvalue above 1: 325,
+    then 0.64). ``rule="directions"`` counts the eigenvalues instead
+    (:func:`latent_directions`), the same Gaussian-channel reading applied to independent
+    directions rather than to coordinate axes; with uncorrelated means it gives the same answer.
+
     Parameters
     ----------
     mu, sigma : array-like of shape (n_samples, n_latents)

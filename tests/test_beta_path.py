@@ -28,7 +28,7 @@ class ThresholdVAE(DynamicsVAE):
         n = 2 if self.beta <= cut else 0
         ThresholdVAE.seen_dirs.append(self.checkpoint_dir)
         ratios = np.array([5.0, 3.0, 0.01, 0.01, 0.01]) if n else np.full(5, 1e-3)
-        self.latent_stats_ = {"mu_variance": ratios, "mean_sigma2": np.ones(5)}
+        self.latent_stats_ = {"mu_variance": ratios, "mean_sigma2": np.ones(5), "direction_snr": ratios}
         self.relevant_latents_ = np.arange(n)
         self.beta_ = float(self.beta)
         self.fitted_on_ = len(X)
@@ -46,6 +46,7 @@ def test_path_stops_at_the_first_beta_with_relevant_latents():
     assert path.beta_ == 1e-3 and path.best_estimator_.beta == 1e-3
     np.testing.assert_array_equal(path.relevant_latents_, [0, 1])
     np.testing.assert_allclose(path.path_[-1]["ratios"], [5.0, 3.0, 0.01, 0.01, 0.01])
+    np.testing.assert_allclose(path.path_[-1]["direction_snr"], [5.0, 3.0, 0.01, 0.01, 0.01])
     assert path.latent_stats_ is path.best_estimator_.latent_stats_
     np.testing.assert_array_equal(path.transform(X), np.full((6, 5), 1e-3))
     mu, sd = path.transform(X, return_std=True)
