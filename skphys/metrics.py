@@ -1,7 +1,8 @@
 """Metrics for learned physical representations.
 
 - :func:`latent_statistics` and :func:`relevant_latents`: which latent parameters carry
-  information (high variance of the means across samples, low mean variance; PDE-VAE Fig. 2).
+  information (high variance of the means across samples, low mean variance; PDE-VAE Fig. 2);
+  :func:`latent_directions`: the same per independent direction of the latent means.
 - :func:`latent_r2`: linear-fit R^2 of latents against the true parameters, one latent at a time
   (PDE-VAE Table II) or multivariate on a latent subspace (Table I, e.g. the rotated velocity
   subspace of convection-diffusion).
