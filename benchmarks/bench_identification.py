@@ -184,7 +184,7 @@ def main(argv=None):
             tr = make(args.n_train, random_state=1000 + seed)
             te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
             if args.scale_channels:
-                scale = np.sqrt((tr.data.astype(np.float64) ** 2).mean(axis=(0, 1, 2))).astype(np.float32)
+                scale = unseen_systems.channel_rms(tr.data).astype(np.float32)
                 tr.data, te.data = tr.data / scale, te.data / scale
             base = baseline_r2(tr.data, te.data, te.target)
             if args.no_skphys:
@@ -221,8 +221,9 @@ def main(argv=None):
                     model, _, t = pub.train(tr.data, epochs=args.epochs, seed=seed, **{**pub_kw, "beta": beta})
                     t_pub += t
                     mu, sd = pub.encode(model, tr.data)
-                    pub_path.append(f"{beta:g}: {len(relevant_latents(mu, sd))}")
-                    if len(relevant_latents(mu, sd)):
+                    n_rel = len(relevant_latents(mu, sd))
+                    pub_path.append(f"{beta:g}: {n_rel}")
+                    if n_rel:
                         break
                 if args.save_dir:
                     os.makedirs(args.save_dir, exist_ok=True)
