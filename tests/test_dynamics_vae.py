@@ -280,6 +280,20 @@ def test_kl_warmup_ramps_the_kl_weight_and_the_noise():
     assert not torch.allclose(noisy, deterministic)
 
 
+def test_cosine_lr_schedule_decays_the_learning_rate():
+    """lr_schedule='cosine': the LR recorded after each epoch follows lr * (1 + cos(pi s / S)) / 2
+    at the epoch's last step s of S; 'constant' keeps lr; anything else is refused."""
+    X, _ = advection(8)
+    params = dict(TINY, batch_size=4, lr=1e-2, random_state=0, device="cpu")  # 2 steps per epoch
+    vae = DynamicsVAE(**params, max_epochs=4, lr_schedule="cosine").fit(X)
+    expected = [1e-2 * 0.5 * (1 + np.cos(np.pi * s / 8)) for s in (2, 4, 6, 8)]
+    np.testing.assert_allclose([h["lr"] for h in vae.history_], expected, atol=1e-12)
+    constant = DynamicsVAE(**params, max_epochs=2).fit(X)
+    assert [h["lr"] for h in constant.history_] == [1e-2, 1e-2]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        DynamicsVAE(**params, max_epochs=1, lr_schedule="linear").fit(X)
+
+
 def test_kl_warmup_longer_than_training_warns():
     X, _ = advection(4)
     with pytest.warns(UserWarning, match=r"kl_warmup_epochs=4 > max_epochs=2; .* about 0.5 of beta"):
