@@ -162,3 +162,31 @@ def test_dynamics_vae_identifies_the_allen_cahn_rate_on_a_small_grid():
     assert ratio[vae.relevant_latents_[0]] > 20 * others.max()  # clearly separated, not borderline
     r2 = linear_fit(vae.transform(unseen.data)[:, vae.relevant_latents_], unseen.target)["r2"]
     assert np.atleast_1d(r2)[0] > 0.8
+
+
+def _load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(_PATH), f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_oracle_halves_train_and_record_their_tables(tmp_path, monkeypatch):
+    """benchmarks/oracle_decoder.py and oracle_encoder.py train one half of the model alone on
+    the true parameters and record a table; unknown settings are refused by name."""
+    monkeypatch.setenv("SKPHYS_BENCH_DIR", str(tmp_path))
+    tiny = ["--system", "damped_wave", "--scale-channels", "--epochs", "2", "--n-train", "8", "--n-test", "4"]
+    dec = _load_benchmark("oracle_decoder")
+    dec.main(tiny + ["--kw", "decoder_crop=24, rollout_steps=2"])
+    table = (tmp_path / "oracle_decoder.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| all: c, gamma", "| c only", "| gamma only", "| none"]
+    assert all(np.isfinite(float(r.split(" | ")[2])) for r in rows)
+    enc = _load_benchmark("oracle_encoder")
+    enc.main(tiny)
+    table = (tmp_path / "oracle_encoder.md").read_text()
+    assert "| c | " in table and "| gamma | " in table
+    with pytest.raises(ValueError, match="unknown decoder settings"):
+        dec.main(tiny + ["--kw", "hidden=4"])
+    with pytest.raises(ValueError, match="unknown encoder settings"):
+        enc.main(tiny + ["--kw", "widths=(4, 4, 4, 4)"])
