@@ -179,13 +179,9 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.systems:
-        make, n_true = unseen_systems.SYSTEMS[name]
+        n_true = unseen_systems.SYSTEMS[name][1]
         for seed in args.seeds:
-            tr = make(args.n_train, random_state=1000 + seed)
-            te = make(args.n_test, random_state=5000 + seed)  # unseen trajectories
-            if args.scale_channels:
-                scale = unseen_systems.channel_rms(tr.data).astype(np.float32)
-                tr.data, te.data = tr.data / scale, te.data / scale
+            tr, te = unseen_systems.train_test(name, seed, args.n_train, args.n_test, args.scale_channels)
             base = baseline_r2(tr.data, te.data, te.target)
             if args.no_skphys:
                 cells = ["not run", "-", "-"]

@@ -20,7 +20,6 @@ Prints the table and appends it, with command, machine and date, to
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,25 +28,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import unseen_systems  # noqa: E402
+import _oracle  # noqa: E402
 from _record import record  # noqa: E402
 
 from skphys._training import step_seed, train  # noqa: E402
 from skphys.nn.dynamics_vae import PropagatingDecoder  # noqa: E402
 
-DEFAULTS = dict(decoder_crop=48, rollout_steps=8, batch_size=32, output_scale=1e-2, lr=1e-3, hidden_channels=8,
+DEFAULTS = dict(hidden_channels=8, decoder_crop=48, rollout_steps=8, batch_size=32, output_scale=1e-2, lr=1e-3,
                 kernel_size=5, n_latents=5)
-
-
-def crops(X, Z, idx, gen, width, steps):
-    """Decoder crops ``(B, C, steps + 1, width)`` (time inside, space periodic) and the rows' latents."""
-    n, T, P, _ = X.shape
-    t0 = torch.randint(0, T - steps, (len(idx),), generator=gen)
-    x0 = torch.randint(0, P, (len(idx),), generator=gen)
-    ti = t0[:, None] + torch.arange(steps + 1)
-    xi = (x0[:, None] + torch.arange(width)) % P
-    batch = X[idx[:, None, None], ti[:, :, None], xi[:, None, :]]  # (B, steps + 1, width, C)
-    return batch.movedim(-1, 1), Z[idx]
 
 
 def rollout_mse(decoder, target, z):
@@ -65,18 +53,15 @@ def fit_decoder(Xtr, Ztr, Xte, Zte, kw, epochs, seed):
     torch.manual_seed(step_seed(seed, 0))
     dec = PropagatingDecoder(Xtr.shape[-1], kw["n_latents"], 1, kw["hidden_channels"], kw["kernel_size"],
                              output_scale=kw["output_scale"])
-    n, B = len(Xtr), min(kw["batch_size"], len(Xtr))
-    steps_per_epoch = -(-n // B)
+    crop = (kw["rollout_steps"] + 1, kw["decoder_crop"])
+    steps_per_epoch, rows = _oracle.epochs(len(Xtr), kw["batch_size"], seed)
 
     def batches(epoch):
-        gen = torch.Generator().manual_seed(step_seed(seed, 1, epoch))
-        order = torch.randperm(n, generator=gen).repeat(2)[: steps_per_epoch * B]
-        for s in range(steps_per_epoch):
-            yield crops(Xtr, Ztr, order[s * B : (s + 1) * B], gen, kw["decoder_crop"], kw["rollout_steps"])
+        for idx, gen in rows(epoch):
+            yield _oracle.periodic_crops(Xtr, idx, gen, crop), Ztr[idx]
 
     def loss(batch):
-        target, z = batch
-        mse = rollout_mse(dec, target, z)
+        mse = rollout_mse(dec, *batch)
         return mse, {"mse": mse}
 
     history = train(dec.parameters(), loss, batches, max_epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -84,41 +69,15 @@ def fit_decoder(Xtr, Ztr, Xte, Zte, kw, epochs, seed):
     train_mse = float(np.mean([h["mse"] for h in history[-20:]]))
     dec.eval()
     gen = torch.Generator().manual_seed(12345)
-    with torch.no_grad():
-        errs = []
-        for _ in range(4):  # 4 fixed crops per unseen trajectory
-            idx = torch.arange(len(Xte))
-            target, z = crops(Xte, Zte, idx, gen, kw["decoder_crop"], kw["rollout_steps"])
-            errs.append(float(rollout_mse(dec, target, z)))
+    idx = torch.arange(len(Xte))
+    with torch.no_grad():  # 4 fixed crops per unseen trajectory
+        errs = [float(rollout_mse(dec, _oracle.periodic_crops(Xte, idx, gen, crop), Zte)) for _ in range(4)]
     return train_mse, float(np.mean(errs))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--system", default="damped_wave", choices=sorted(unseen_systems.SYSTEMS))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=600)
-    ap.add_argument("--n-train", type=int, default=256)
-    ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--scale-channels", action="store_true",
-                    help="divide every channel by its training RMS first, as bench_identification --scale-channels")
-    ap.add_argument("--kw", default="", help='decoder settings to override, e.g. "hidden_channels=16, rollout_steps=16"')
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--notes", default="")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    kw = {**DEFAULTS, **eval(f"dict({args.kw})")}  # a command-line convenience of a benchmark script
-    unknown = set(kw) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown decoder settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    make, _ = unseen_systems.SYSTEMS[args.system]
-    tr = make(args.n_train, random_state=1000 + args.seed)  # the same data as bench_identification
-    te = make(args.n_test, random_state=5000 + args.seed)
-    Xtr, Xte = tr.data.astype(np.float32), te.data.astype(np.float32)
-    if args.scale_channels:
-        scale = unseen_systems.channel_rms(Xtr).astype(np.float32)
-        Xtr, Xte = Xtr / scale, Xte / scale
+    args, kw = _oracle.parse(__doc__, DEFAULTS, "decoder", argv)
+    tr, te = args.train, args.test
     m, s = tr.target.mean(0), tr.target.std(0)
     names = list(tr.target_names)
     if len(names) > kw["n_latents"]:
@@ -127,7 +86,7 @@ def main(argv=None):
     if len(names) > 1:
         sets += [(f"{k} only", [k]) for k in names]
     sets.append(("none", []))
-    Xtr_t, Xte_t = torch.from_numpy(Xtr), torch.from_numpy(Xte)
+    Xtr, Xte = _oracle.as_tensor(tr.data), _oracle.as_tensor(te.data)
     rows = ["| latents handed to the decoder | training MSE (last 20 epochs) | unseen MSE | fit s |", "|---|---|---|---|"]
     for label, keep in sets:
         def latents(target):
@@ -138,16 +97,12 @@ def main(argv=None):
             return torch.from_numpy(Z)
 
         t0 = time.perf_counter()
-        train_mse, test_mse = fit_decoder(Xtr_t, latents(tr.target), Xte_t, latents(te.target), kw, args.epochs,
-                                          args.seed)
+        train_mse, test_mse = fit_decoder(Xtr, latents(tr.target), Xte, latents(te.target), kw, args.epochs, args.seed)
         rows.append(f"| {label} | {train_mse:.4g} | {test_mse:.4g} | {time.perf_counter() - t0:.0f} |")
         print(rows[-1], flush=True)
     record("oracle_decoder", "\n".join(rows),
-           f"{args.system}, seed {args.seed} (training data random_state {1000 + args.seed}, unseen "
-           f"{5000 + args.seed}), {args.n_train} training / {args.n_test} unseen trajectories, {args.epochs} epochs, "
-           f"decoder settings {kw}{'; channels divided by their training RMS' if args.scale_channels else ''}; "
-           "the decoder of DynamicsVAEModule trained alone on the standardized true parameters (the rest zero). "
-           + args.notes)
+           _oracle.data_note(args, kw, "decoder") + "; the decoder of DynamicsVAEModule trained alone on the "
+           "standardized true parameters (the rest zero). " + args.notes)
 
 
 if __name__ == "__main__":

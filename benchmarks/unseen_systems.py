@@ -247,6 +247,19 @@ def channel_rms(X):
     return np.sqrt((np.asarray(X, dtype=np.float64) ** 2).mean(axis=(0, 1, 2)))
 
 
+def train_test(name, seed, n_train, n_test, scale_channels=False):
+    """The training and unseen trajectories of system ``name`` for ``seed`` (random states
+    ``1000 + seed`` and ``5000 + seed``), as every identification benchmark draws them; with
+    ``scale_channels`` every channel of both is divided by its training RMS."""
+    make, _ = SYSTEMS[name]
+    tr = make(n_train, random_state=1000 + seed)
+    te = make(n_test, random_state=5000 + seed)
+    if scale_channels:
+        scale = channel_rms(tr.data).astype(np.float32)
+        tr.data, te.data = tr.data / scale, te.data / scale
+    return tr, te
+
+
 def parameter_value(name, n_samples=64, steps=8, random_state=1000, scale_channels=True, starts=(0, 32, 64)):
     """What knowing each hidden parameter is worth to a *perfect* decoder, in rollout MSE.
 
