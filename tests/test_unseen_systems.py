@@ -112,8 +112,35 @@ def test_damped_wave_energy_balance():
     assert E[-1] < 0.05 * E[0]  # it does decay
 
 
+def test_damped_wave_min_wavenumber_makes_every_mode_underdamped():
+    # with the initial states' modes below k_min removed, every mode has c k > gamma / 2, so the
+    # energy decays at exactly gamma (in the mean over a period: fit log E over several periods);
+    # without the filter, overdamped modes decay more slowly and the fitted rate falls short of gamma
+    c, gamma = 0.5, 0.45
+    rates = {}
+    for k_min in (None, 0.55):
+        d = us.make_damped_wave(1, c=c, gamma=gamma, n_points=128, n_frames=200, t_max=40.0, random_state=0,
+                                min_wavenumber=k_min)
+        u, v = d.data[0, :, :, 0].astype(float), d.data[0, :, :, 1].astype(float)
+        k = np.fft.rfftfreq(128, d=L / 128) * 2 * np.pi
+        U = np.fft.rfft(u, axis=1)
+        if k_min is not None:
+            assert np.abs(U[:, k < k_min]).max() < 1e-6 * np.abs(U).max()
+            assert c * k[k >= k_min].min() > gamma / 2
+            np.testing.assert_allclose(np.sqrt((u[0] ** 2).mean()), 1.0, rtol=1e-5)  # RMS set after the filter
+        ux = np.fft.irfft(1j * k * U, n=128, axis=1)
+        E = 0.5 * ((v**2).mean(1) + c**2 * (ux**2).mean(1))
+        rates[k_min] = -np.polyfit(d.time[20:], np.log(E[20:]), 1)[0]
+    assert abs(rates[0.55] - gamma) < 0.02 * gamma
+    assert rates[None] < 0.8 * gamma
+    with pytest.raises(ValueError, match="min_wavenumber"):
+        us.make_damped_wave(1, min_wavenumber=-1.0, random_state=0)
+    with pytest.raises(ValueError, match="removes every mode"):
+        us.make_damped_wave(1, min_wavenumber=100.0, random_state=0)
+
+
 def test_generators_draw_parameters_in_range_and_are_reproducible():
-    for name, (make, n_params) in us.SYSTEMS.items():
+    for name, (make, n_params) in us.ALL_SYSTEMS.items():
         a = make(3, n_frames=3, t_max=0.5, random_state=1)
         b = make(3, n_frames=3, t_max=0.5, random_state=1)
         assert a.target.shape == (3, n_params), name
@@ -190,3 +217,54 @@ def test_oracle_halves_train_and_record_their_tables(tmp_path, monkeypatch):
         dec.main(tiny + ["--kw", "hidden=4"])
     with pytest.raises(ValueError, match="unknown encoder settings"):
         enc.main(tiny + ["--kw", "widths=(4, 4, 4, 4)"])
+
+
+def test_diagnose_readout_on_latents_with_known_content(tmp_path, monkeypatch):
+    """benchmarks/diagnose_readout.py redraws the unseen trajectories of a saved fit and reads
+    them out: latents that are exact linear images of (c, gamma) give R^2 1 under every readout
+    that can represent a linear map, two directions and nothing added by the initial state;
+    its physics helpers are checked on single modes."""
+    monkeypatch.setenv("SKPHYS_BENCH_DIR", str(tmp_path))
+    diag = _load_benchmark("diagnose_readout")
+    x = _x(64)
+    k = 5 * 2 * math.pi / L
+    np.testing.assert_allclose(diag.spectral_centroid(np.cos(k * x)[None], L), [k])
+    # one mode of wavenumber k: overdamped exactly when c k < gamma / 2
+    share = diag.overdamped_energy_share(np.cos(k * x)[None].repeat(2, 0), np.array([1.0, 1.0]),
+                                         np.array([1.9 * k, 2.1 * k]), L)
+    np.testing.assert_allclose(share, [0.0, 1.0], atol=1e-12)
+
+    n_train, n_test = 40, 60
+    tr, te = us.train_test("damped_wave", 0, n_train, n_test)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(2, 5))
+
+    def kc(d):
+        return diag.spectral_centroid(d.data[:, 0, :, 0], L)
+
+    def latents(d, mix):
+        # (c, gamma), gamma mixed with the initial state's spectral centroid by ``mix``, seen through A
+        y = d.target.copy()
+        y[:, 1] += mix * (kc(d) - kc(tr).mean()) / kc(tr).std() * tr.target[:, 1].std()
+        return (y - tr.target.mean(0)) @ A + 1e-6 * rng.normal(size=(len(y), 5))
+
+    rows = {}
+    for mix in (0.0, 1.0):
+        out = tmp_path / f"mix{mix}"
+        out.mkdir()
+        np.savez(out / "skphys_damped_wave_0.npz", mu_tr=latents(tr, mix), sd_tr=np.full((n_train, 5), 0.01),
+                 mu_te=latents(te, mix), sd_te=np.full((n_test, 5), 0.01), y_tr=tr.target, y_te=te.target)
+        diag.main([str(out), "--n-train", str(n_train), "--n-test", str(n_test)])
+        row = [r for r in (tmp_path / "diagnose_readout.md").read_text().splitlines() if r.startswith("| damped_wave")][-1]
+        rows[mix] = [c.strip() for c in row.strip("|").split("|")]
+    clean, mixed = rows[0.0], rows[1.0]
+    assert clean[:3] == ["damped_wave", "0", "2"]
+    r2 = lambda cell: [float(v) for v in cell.split(",")]  # noqa: E731
+    assert min(r2(clean[3]) + r2(clean[4])) > 0.999  # linear and quadratic readouts of a linear image
+    assert 0.8 < min(r2(clean[5])) < 0.99  # normal scores of uniform parameters: close, not equal
+    assert max(r2(clean[8])) < 0.2 < r2(mixed[8])[1]  # the residual of gamma is explained by k_c once mixed in
+    assert r2(mixed[3])[1] < 0.9  # and the mixing costs gamma's linear R^2
+    with pytest.raises(ValueError, match="do not match"):
+        diag.main([str(tmp_path / "mix0.0"), "--n-train", str(n_train), "--n-test", str(n_test + 1)])
+    with pytest.raises(FileNotFoundError):
+        diag.main([str(tmp_path / "empty")])
