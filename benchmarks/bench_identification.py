@@ -151,7 +151,8 @@ def main(argv=None):
                     help='DynamicsVAE parameters to override, e.g. "kl_warmup_epochs=50, init_latent_std=0.05"')
     ap.add_argument("--path", default=None, metavar="BETAS",
                     help="fit skphys.BetaPathVAE over these comma-separated KL weights (e.g. 2e-3,5e-4,1e-4) with "
-                         "the DynamicsVAE of the other options (--vae-kw must then not set beta)")
+                         "the DynamicsVAE of the other options (--vae-kw must then not set beta); without "
+                         "--scale-channels, BetaPathVAE's default scale_channels='auto' scales data of 2 or more channels")
     ap.add_argument("--published-kw", default="",
                     help='published-code training settings to override (arguments of _published_vae.train), e.g. '
                          '"enc_crop=(32, 40), dec_width=48, rollout=8, batch_size=32, hidden_channels=8"; with --path '
@@ -191,7 +192,10 @@ def main(argv=None):
                 vae = DynamicsVAE(max_epochs=args.epochs, random_state=seed, device="cpu", **vae_kw)
                 if args.path:
                     betas = tuple(float(b) for b in args.path.split(","))
-                    path = BetaPathVAE(vae, betas=betas).fit(tr.data)
+                    # the data are already scaled with --scale-channels; otherwise BetaPathVAE's own
+                    # default ("auto": scale data with 2 or more channels) applies, as for a user
+                    scale = False if args.scale_channels else "auto"
+                    path = BetaPathVAE(vae, betas=betas, scale_channels=scale).fit(tr.data)
                     print(name, seed, "path", [(p["beta"], p["n_relevant"]) for p in path.path_], flush=True)
                     vae = path
                 else:

@@ -77,13 +77,10 @@ def _normal_scores(y):
     return norm.ppf((rankdata(y, axis=0) - 0.5) / len(y))
 
 
-def _r2(y, pred):
-    return 1.0 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
-
-
 def readouts(mu_tr, y_tr, mu_te, y_te):
     """R^2 per parameter of the readouts listed in the module docstring."""
     from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import r2_score
     from sklearn.neighbors import KNeighborsRegressor
 
     out = {
@@ -93,7 +90,7 @@ def readouts(mu_tr, y_tr, mu_te, y_te):
     }
     for name, make in (("kNN", lambda: KNeighborsRegressor(10)),
                        ("boosting", lambda: GradientBoostingRegressor(random_state=0))):
-        out[name] = np.array([_r2(y_te[:, j], make().fit(mu_tr, y_tr[:, j]).predict(mu_te))
+        out[name] = np.array([r2_score(y_te[:, j], make().fit(mu_tr, y_tr[:, j]).predict(mu_te))
                               for j in range(y_te.shape[1])])
     return out
 

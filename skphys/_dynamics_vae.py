@@ -64,8 +64,9 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
 
     The rollout MSE weighs each channel by its squared magnitude, as the paper's code does. With
     fields in different units, divide each channel by its RMS before fitting, e.g.
-    ``X / np.sqrt((X ** 2).mean(axis=(0, 1, 2)))``. On a damped wave observed as (u, u_t), whose
-    RMS differ 7-fold, this made the wave speed's latent more reliable (docs/dynamics_vae.md).
+    ``X / np.sqrt((X ** 2).mean(axis=(0, 1, 2)))`` (:class:`BetaPathVAE` does this by default for
+    data with two or more channels). On a damped wave observed as (u, u_t), whose RMS differ
+    7-fold, this made the wave speed's latent more reliable (docs/dynamics_vae.md).
     A second, weaker parameter (there, the damping) was then tracked better with
     ``kl_warmup_epochs=100, init_latent_std=0.05``: KL warm-up from narrow posteriors raised its
     R^2 from about 0.5 to 0.73-0.80 on 3 of 3 seeds at ``beta=5e-4``.

@@ -118,3 +118,37 @@ def test_a_real_path_on_tiny_data_is_reproducible_and_pickles():
     again = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(again.transform(X), a.transform(X))
     assert a.transform(X).shape == (6, 5)
+
+
+def test_multichannel_data_are_scaled_to_unit_rms_per_channel():
+    # "auto" scales data with two or more channels: the path is then exactly the one fitted on the
+    # data divided by their training RMS, and transform divides new data by the same numbers
+    rng = np.random.default_rng(1)
+    X2 = np.concatenate([rng.normal(size=(6, 40, 40, 1)), 0.1 * rng.normal(size=(6, 40, 40, 1))], -1).astype("float32")
+    tiny = DynamicsVAE(encoder_crop=(32, 32), decoder_crop=20, rollout_steps=3, hidden_channels=4, max_epochs=1,
+                       batch_size=4, random_state=0, device="cpu")
+    rms = np.sqrt((X2.astype(np.float64) ** 2).mean(axis=(0, 1, 2))).astype(np.float32)
+    new = (X2[:3] * 2).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        auto = BetaPathVAE(tiny, betas=(1e-2,)).fit(X2)
+        manual = BetaPathVAE(tiny, betas=(1e-2,), scale_channels=False).fit(X2 / rms)
+        raw = BetaPathVAE(tiny, betas=(1e-2,), scale_channels=False).fit(X2)
+        one = BetaPathVAE(tiny, betas=(1e-2,), scale_channels=True).fit(X)
+    np.testing.assert_array_equal(auto.channel_scale_, rms)
+    assert 8 < rms[0] / rms[1] < 12
+    np.testing.assert_array_equal(auto.transform(new), manual.transform(new / rms))
+    np.testing.assert_array_equal(raw.channel_scale_, [1.0, 1.0])
+    assert not np.array_equal(raw.transform(X2), auto.transform(X2))
+    # one channel: "auto" leaves it alone, True scales it
+    np.testing.assert_array_equal(BetaPathVAE(ThresholdVAE(), betas=(1e-3,)).fit(X).channel_scale_, [1.0])
+    np.testing.assert_allclose(one.channel_scale_, [np.sqrt((X.astype(np.float64) ** 2).mean())], rtol=1e-6)
+    # bad input is named
+    with pytest.raises(ValueError, match="channels"):
+        auto.transform(X)
+    zero = X2.copy()
+    zero[..., 1] = 0
+    with pytest.raises(ValueError, match=r"channel\(s\) \[1\].*zero everywhere"):
+        BetaPathVAE(ThresholdVAE(), betas=(1e-3,)).fit(zero)
+    with pytest.raises(ValueError, match="scale_channels"):
+        BetaPathVAE(ThresholdVAE(), betas=(1e-3,), scale_channels="yes").fit(X2)
