@@ -60,7 +60,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
     equal epochs). To ask how many parameters vary in unlabelled 1-D trajectories on a CPU,
     start from :class:`BetaPathVAE`: with its defaults (a small configuration of this model,
     fitted at decreasing ``beta``) it found exactly the one hidden parameter of KdV, Allen-Cahn
-    and Swift-Hohenberg on 5 of 5 seeds each, in minutes.
+    and Swift-Hohenberg on 3 of 3 seeds each, in minutes.
 
     The rollout MSE weighs each channel by its squared magnitude, as the paper's code does. With
     fields in different units, divide each channel by its RMS before fitting, e.g.
