@@ -208,7 +208,7 @@ def make_damped_wave(n_samples=100, *, c=None, c_range=(0.5, 1.5), gamma=None, g
     c^2 k^2)``, which *falls* as ``gamma`` grows. With the default initial states about 40% of the
     initial energy sits in such modes (docs/dynamics_vae.md). ``min_wavenumber`` (diagnostic)
     removes the random initial states' modes with ``|k| < min_wavenumber`` before their RMS is
-    set to ``amplitude``; above ``max(gamma_range) / (2 min(c_range))`` every mode is underdamped and
+    set to ``amplitude`` (given ``u0`` are used as they are, as a restart needs); above ``max(gamma_range) / (2 min(c_range))`` every mode is underdamped and
     every amplitude decays at exactly ``gamma / 2``.
     """
     sim = Driver("damped wave", n_samples, noise=noise, random_state=random_state, device="cpu", precision="double",
@@ -218,13 +218,14 @@ def make_damped_wave(n_samples=100, *, c=None, c_range=(0.5, 1.5), gamma=None, g
     c = _uniform(sim, c, "c", c_range)
     gamma = _uniform(sim, gamma, "gamma", gamma_range)
     n = sim.n_samples
+    if min_wavenumber is not None and not (np.isfinite(min_wavenumber) and min_wavenumber >= 0):
+        raise ValueError(f"min_wavenumber must be a finite number >= 0, got {min_wavenumber!r}")
+    k = np.fft.rfftfreq(n_points, d=length / n_points) * 2 * np.pi
     if u0 is None:
         u0 = _initial_states(sim, n, n_points, length, amplitude)
         if min_wavenumber is not None:
-            if not np.isfinite(min_wavenumber) or min_wavenumber < 0:
-                raise ValueError(f"min_wavenumber must be a finite number >= 0, got {min_wavenumber!r}")
             U = np.fft.rfft(u0, axis=1)
-            U[:, np.fft.rfftfreq(n_points, d=length / n_points) * 2 * np.pi < min_wavenumber] = 0
+            U[:, k < min_wavenumber] = 0
             u0 = np.fft.irfft(U, n=n_points, axis=1)
             rms = np.sqrt(np.mean(u0**2, axis=1, keepdims=True))
             if np.any(rms == 0):
@@ -235,7 +236,6 @@ def make_damped_wave(n_samples=100, *, c=None, c_range=(0.5, 1.5), gamma=None, g
     v0 = np.zeros_like(u0) if v0 is None else np.asarray(v0, dtype=float).reshape(n, n_points)
     dt = t_max / n_frames
     t = np.arange(n_frames) * dt
-    k = np.fft.rfftfreq(n_points, d=length / n_points) * 2 * np.pi
 
     def simulate_chunk(start, stop, bar):
         cc, gg = c[start:stop, None], gamma[start:stop, None]
