@@ -50,17 +50,22 @@ from _record import record  # noqa: E402
 from skphys.metrics import latent_directions, linear_fit, relevant_latents  # noqa: E402
 
 
+def _mode_energy(frames, length):
+    """``|U_k|^2`` of each frame (n, x) of a periodic domain of ``length``, and the wavenumbers ``|k|``."""
+    frames = np.asarray(frames, dtype=np.float64)
+    k = np.fft.rfftfreq(frames.shape[1], d=length / frames.shape[1]) * 2 * np.pi
+    return np.abs(np.fft.rfft(frames, axis=1)) ** 2, k
+
+
 def spectral_centroid(frames, length):
     """Energy-weighted mean ``|k|`` of each frame (n, x) of a periodic domain of ``length``."""
-    E = np.abs(np.fft.rfft(np.asarray(frames, dtype=np.float64), axis=1)) ** 2
-    k = np.fft.rfftfreq(frames.shape[1], d=length / frames.shape[1]) * 2 * np.pi
+    E, k = _mode_energy(frames, length)
     return (E * k).sum(1) / E.sum(1)
 
 
 def overdamped_energy_share(u0, c, gamma, length):
     """Share of each initial state's energy (|U_k|^2) in modes with ``c |k| < gamma / 2``."""
-    E = np.abs(np.fft.rfft(np.asarray(u0, dtype=np.float64), axis=1)) ** 2
-    k = np.fft.rfftfreq(u0.shape[1], d=length / u0.shape[1]) * 2 * np.pi
+    E, k = _mode_energy(u0, length)
     over = c[:, None] * k[None] < gamma[:, None] / 2
     return (E * over).sum(1) / E.sum(1)
 
@@ -138,7 +143,8 @@ def main(argv=None):
     ap.add_argument("dirs", nargs="+", help="--save-dir directories of bench_identification runs")
     ap.add_argument("--n-train", type=int, default=256)
     ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--scale-channels", action="store_true", help="the runs used --scale-channels")
+    ap.add_argument("--scale-channels", action="store_true",
+                    help="the runs used --scale-channels (accepted to rerun their commands; the readouts do not depend on it)")
     ap.add_argument("--notes", default="")
     args = ap.parse_args(argv)
     files = sorted(f for d in args.dirs for f in glob.glob(os.path.join(d, "skphys_*.npz")))
