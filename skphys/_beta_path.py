@@ -14,7 +14,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import check_trajectories
+from ._base import check_trajectories, is_lazy
 from ._dynamics_vae import DynamicsVAE
 
 #: The small 1-D configuration of docs/dynamics_vae.md ("Identification in the small
@@ -193,7 +193,8 @@ class BetaPathVAE(TransformerMixin, BaseEstimator):
         if not ((n_channels >= 2) if isinstance(scale, str) else bool(scale)):
             self.channel_scale_ = np.ones(n_channels, dtype=np.float32)
             return X
-        X = check_trajectories(X, estimator="BetaPathVAE", allow_lazy=False, min_frames=2)
+        if is_lazy(X):
+            X = check_trajectories(X, estimator="BetaPathVAE", allow_lazy=False, min_frames=2)
         rms = np.sqrt((np.asarray(X, dtype=np.float64) ** 2).mean(axis=tuple(range(X.ndim - 1))))
         if np.any(rms == 0):
             raise ValueError(

@@ -143,6 +143,18 @@ def test_multichannel_data_are_scaled_to_unit_rms_per_channel():
     # one channel: "auto" leaves it alone, True scales it
     np.testing.assert_array_equal(BetaPathVAE(ThresholdVAE(), betas=(1e-3,)).fit(X).channel_scale_, [1.0])
     np.testing.assert_allclose(one.channel_scale_, [np.sqrt((X.astype(np.float64) ** 2).mean())], rtol=1e-6)
+    # a lazy array-like (shape, __getitem__, __array__, as LazyWindows) is read once and scaled alike
+    class Lazy:
+        shape, dtype, ndim = X2.shape, X2.dtype, X2.ndim
+
+        def __getitem__(self, key):
+            return X2[key]
+
+        def __array__(self, dtype=None, copy=None):
+            return X2 if dtype is None else X2.astype(dtype)
+
+    lazy = BetaPathVAE(ThresholdVAE(), betas=(1e-3,)).fit(Lazy())
+    np.testing.assert_array_equal(lazy.channel_scale_, rms)
     # bad input is named
     with pytest.raises(ValueError, match="channels"):
         auto.transform(X)
