@@ -81,6 +81,12 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         Width of the decoder's hidden dynamic convolutions.
     kernel_size : int, default=5
         Size of the decoder's dynamic kernels (odd).
+    linear_kernel_size : int, default=0
+        Size (odd, at most ``3 * (kernel_size - 1) + 1``) of a linear dynamic convolution added in
+        parallel to the decoder's three nonlinear ones, the published code's option of the same
+        name. 0 (the paper's setting) adds none. Linear terms of the dynamics (diffusion,
+        dispersion, damping) are then a kernel that depends on the latents, instead of something
+        the ReLU network must build from pairs of units.
     boundary : {"crop", "periodic", "constant"}, default="crop"
         Boundary used in training. ``"crop"`` pads the decoder state each step with the edges of
         the true target crop and scores only the interior; ``"periodic"`` and ``"constant"``
@@ -224,6 +230,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         "beta": [Interval(numbers.Real, 0, None, closed="left"), None],
         "hidden_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "kernel_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "linear_kernel_size": [Interval(numbers.Integral, 0, None, closed="left")],
         "boundary": [StrOptions({"crop", "periodic", "constant"})],
         "encoder_crop": ["array-like", None],
         "decoder_crop": [Interval(numbers.Integral, 1, None, closed="left"), "array-like", None],
@@ -250,6 +257,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         beta: float | None = None,
         hidden_channels: int = 16,
         kernel_size: int = 5,
+        linear_kernel_size: int = 0,
         boundary: str = "crop",
         encoder_crop: Sequence[int] | None = None,
         decoder_crop: int | Sequence[int] | None = None,
@@ -282,6 +290,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         self.beta = beta
         self.hidden_channels = hidden_channels
         self.kernel_size = kernel_size
+        self.linear_kernel_size = linear_kernel_size
         self.boundary = boundary
         self.encoder_crop = encoder_crop
         self.decoder_crop = decoder_crop
@@ -341,6 +350,11 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
         if self.kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
         pad = 3 * (self.kernel_size // 2)
+        if self.linear_kernel_size and (self.linear_kernel_size % 2 != 1 or self.linear_kernel_size > 2 * pad + 1):
+            raise ValueError(
+                f"linear_kernel_size must be 0 or odd and at most {2 * pad + 1} (the reach of the decoder's "
+                f"three kernel_size={self.kernel_size} convolutions), got {self.linear_kernel_size}"
+            )
         if self.decoder_crop is None:
             dec = dec_default if self.boundary == "crop" else space
         else:
@@ -410,6 +424,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
             "n_latents": self.n_latents,
             "hidden_channels": self.hidden_channels,
             "kernel_size": self.kernel_size,
+            "linear_kernel_size": self.linear_kernel_size,
             "kernel_hidden_factor": self.kernel_hidden_factor,
             "output_scale": self.output_scale,
             "encoder_widths": None if self.encoder_widths is None else tuple(int(w) for w in self.encoder_widths),
@@ -425,7 +440,9 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
             )
         before = self._fit_architecture
         now = self._architecture(d, C)
-        changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if now[k] != before[k]]
+        # a model fitted before linear_kernel_size existed had none
+        before = {"linear_kernel_size": 0, **before}
+        changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if now[k] != before.get(k)]
         if changed:
             raise ValueError(
                 "DynamicsVAE: warm_start=True continues training the fitted module, but "
@@ -446,6 +463,7 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
             encoder_dilations=self._encoder_dilations(),
             encoder_activation=self.encoder_activation,
             init_latent_std=self.init_latent_std,
+            linear_kernel_size=self.linear_kernel_size,
         )}
 
     def _make_sampler(self, X, y, device, seed, batch_size):

@@ -202,6 +202,62 @@ def test_decoder_with_known_kernels_is_explicit_heat_step():
     assert pred.shape == (1, 1, steps, 20 - 2 * p)
 
 
+@torch.no_grad()
+def test_linear_term_alone_is_the_damped_wave_scheme():
+    """With its nonlinear kernels zero, the decoder's linear term is one explicit step of the
+    damped wave u_tt = c^2 u_xx - gamma u_t on (u, v = u_t): a Fourier mode of the discrete scheme
+    evolves by its 2x2 amplification matrix, and the crop mode is exact inside a window."""
+    n, steps, dt, c, gamma, lk = 32, 5, 0.1, 1.0, 0.3, 3
+    dec = PropagatingDecoder(2, 2, hidden_channels=3, output_scale=1e-6, linear_kernel_size=lk).double()
+    dec.cutoff.fill_(1e9)  # tanh in its linear range
+    zero = [(torch.zeros(1, *layer.kernel_shape, dtype=torch.float64), torch.zeros(1, layer.out_channels, dtype=torch.float64))
+            for layer in dec.layers]
+    w = torch.zeros(1, 2, 2, lk, dtype=torch.float64)
+    w[0, 0, 1, 1] = dt  # u += dt v
+    w[0, 1, 0] = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64) * c**2 * dt  # v += dt (c^2 u_xx - gamma v)  (dx = 1)
+    w[0, 1, 1, 1] = -gamma * dt
+    kern = zero + [(w / 1e-6, None)]
+    x = torch.arange(n, dtype=torch.float64)
+    kw = 2 * np.pi * 3 / n
+    y = torch.stack([torch.cos(kw * x), torch.zeros(n, dtype=torch.float64)]).reshape(1, 2, n)
+    out = y
+    for _ in range(steps):
+        out = dec.step(out, kern, "periodic")
+    lap = -4 * np.sin(kw / 2) ** 2
+    A = np.array([[1.0, dt], [c**2 * dt * lap, 1 - gamma * dt]])
+    amp = np.linalg.matrix_power(A, steps) @ np.array([1.0, 0.0])
+    expected = torch.stack([amp[0] * torch.cos(kw * x), amp[1] * torch.cos(kw * x)]).reshape(1, 2, n)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    # the mode's energy decays: the scheme is the damped wave's, not a growing one
+    assert abs(amp[1]) > 0 and np.hypot(*amp) < 1
+
+    full = [torch.rand(1, 2, n, dtype=torch.float64)]
+    for _ in range(steps):
+        full.append(dec.step(full[-1], kern, "periodic"))
+    window = torch.stack(full, dim=2)[..., 4:26]
+    p = dec.pad
+    pred = [window[:, :, 0, p:-p]]
+    for t in range(steps):
+        pred.append(dec.step(pred[-1], kern, "crop", edge_frame=window[:, :, t]))
+    torch.testing.assert_close(torch.stack(pred[1:], 2), window[:, :, 1:, p:-p], atol=1e-12, rtol=0)
+
+
+def test_linear_term_is_absent_by_default_and_checked():
+    torch.manual_seed(0)
+    a = PropagatingDecoder(1, 2, hidden_channels=3)
+    torch.manual_seed(0)
+    b = PropagatingDecoder(1, 2, hidden_channels=3, linear_kernel_size=5)
+    assert a.linear is None and len(a.kernels(torch.zeros(1, 2))) == 3
+    # the nonlinear layers are drawn first, so they are the same with or without the linear term
+    for pa, pb in zip(a.layers.parameters(), b.layers.parameters()):
+        torch.testing.assert_close(pa, pb)
+    w, bias = b.kernels(torch.zeros(4, 2))[-1]
+    assert w.shape == (4, 1, 1, 5) and bias is None
+    for bad in (2, 15, -1):
+        with pytest.raises(ValueError, match="linear_kernel_size must be 0 or odd and at most 13"):
+            PropagatingDecoder(1, 2, linear_kernel_size=bad)
+
+
 def test_cutoff_bounds_the_update():
     dec = PropagatingDecoder(1, 2, hidden_channels=3, output_scale=1e-6)
     with torch.no_grad():
@@ -506,6 +562,29 @@ def test_warm_start_refuses_a_changed_architecture_or_data_layout():
     del vae._optimizer_state  # as in a model pickled before warm starts existed
     with pytest.raises(ValueError, match="carries no training state"):
         vae.fit(X)
+
+
+def test_linear_kernel_size_fits_predicts_and_is_part_of_the_architecture():
+    X, _ = advection(6)
+    vae = DynamicsVAE(**TINY, linear_kernel_size=3, max_epochs=1, random_state=0, device="cpu").fit(X)
+    assert vae.module_.decoder.linear is not None
+    assert vae.predict(X[:, 0], n_steps=2, context=X).shape == (6, 2) + X.shape[2:]
+    # reproducible, and different from the model without the linear term
+    again = DynamicsVAE(**TINY, linear_kernel_size=3, max_epochs=1, random_state=0, device="cpu").fit(X)
+    np.testing.assert_array_equal(vae.transform(X), again.transform(X))
+    with pytest.raises(ValueError, match=r"linear_kernel_size 3 -> 0 changed since the last fit"):
+        vae.set_params(warm_start=True, linear_kernel_size=0).fit(X)
+    # a model fitted before the parameter existed had no linear term: a warm start keeps working
+    plain = DynamicsVAE(**TINY, max_epochs=1, random_state=0, device="cpu").fit(X)
+    del plain._fit_architecture["linear_kernel_size"]
+    plain.set_params(warm_start=True).fit(X)
+    assert len(plain.history_) == 2
+    pad = 3 * (TINY.get("kernel_size", 5) // 2)
+    for bad in (2, 2 * pad + 3):
+        with pytest.raises(ValueError, match="linear_kernel_size must be 0 or odd"):
+            DynamicsVAE(**TINY, linear_kernel_size=bad, max_epochs=1, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="linear_kernel_size"):
+        DynamicsVAE(**TINY, linear_kernel_size=-1, max_epochs=1, device="cpu").fit(X)
 
 
 def test_interrupted_fit_finishes_with_the_model_trained_so_far(monkeypatch):

@@ -277,10 +277,12 @@ class LatentToKernel(nn.Module):
         Spatial axes of the produced kernel.
     hidden_factor : int
         Hidden width of the kernel MLP in units of ``C_in * C_out``.
+    bias : bool
+        Whether to produce a bias (``forward`` returns ``None`` for it otherwise).
     """
 
     def __init__(self, n_latents: int, in_channels: int, out_channels: int, kernel_size: int, n_spatial_dims: int,
-                 hidden_factor: int = 4) -> None:
+                 hidden_factor: int = 4, bias: bool = True) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_shape = (out_channels, in_channels) + (kernel_size,) * n_spatial_dims
@@ -288,11 +290,12 @@ class LatentToKernel(nn.Module):
         hk = hidden_factor * in_channels * out_channels
         hb = 4 * out_channels
         self.kernel_net = nn.Sequential(nn.Linear(n_latents, hk), nn.ReLU(), nn.Linear(hk, n_kernel))
-        self.bias_net = nn.Sequential(nn.Linear(n_latents, hb), nn.ReLU(), nn.Linear(hb, out_channels))
+        self.bias_net = nn.Sequential(nn.Linear(n_latents, hb), nn.ReLU(), nn.Linear(hb, out_channels)) if bias else None
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z`` (B, n_latents) -> ``(weight (B, C_out, C_in, *kernel), bias (B, C_out))``."""
-        return self.kernel_net(z).reshape(z.shape[0], *self.kernel_shape), self.bias_net(z)
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``z`` (B, n_latents) -> ``(weight (B, C_out, C_in, *kernel), bias (B, C_out) or None)``."""
+        bias = None if self.bias_net is None else self.bias_net(z)
+        return self.kernel_net(z).reshape(z.shape[0], *self.kernel_shape), bias
 
 
 class PropagatingDecoder(nn.Module):
@@ -301,6 +304,10 @@ class PropagatingDecoder(nn.Module):
     ``f`` is three dynamic convolutions (``C -> hidden -> hidden -> C``, ReLU between, no padding)
     whose kernels and biases come from :class:`LatentToKernel` MLPs of the latents ``z``; ``c`` is
     a learnable cutoff initialised to 1 and ``s`` a fixed prefactor (``1e-6`` in the paper).
+    With ``linear_kernel_size > 0``, ``f`` also has a linear term in parallel, a dynamic
+    convolution ``C -> C`` of that size without bias (the published code's
+    ``linear_kernel_size`` option), applied to the same padded state and centred on the output:
+    a linear PDE's update (e.g. ``c^2 u_xx - gamma u_t``) is then one kernel of the latents.
     The state is padded once per step by ``pad = 3 * (kernel_size // 2)`` points on each side:
 
     - ``"crop"``: with the edges of the true target frame (training on crops);
@@ -326,6 +333,9 @@ class PropagatingDecoder(nn.Module):
         The fixed prefactor ``s`` of the update.
     conv_impl : {"bmm", "unfold"}
         ``"bmm"``: :func:`dynamic_conv`; anything else: :func:`dynamic_conv_unfold` (reference).
+    linear_kernel_size : int
+        Odd size of the parallel linear dynamic convolution, at most ``2 * 3 * (kernel_size // 2)
+        + 1``; 0 (the paper's setting): none.
     """
 
     def __init__(
@@ -338,10 +348,17 @@ class PropagatingDecoder(nn.Module):
         hidden_factor: int | None = None,
         output_scale: float = 1e-6,
         conv_impl: str = "bmm",
+        linear_kernel_size: int = 0,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        max_linear = 2 * 3 * (kernel_size // 2) + 1
+        if linear_kernel_size != 0 and (linear_kernel_size % 2 != 1 or not 1 <= linear_kernel_size <= max_linear):
+            raise ValueError(
+                f"linear_kernel_size must be 0 or odd and at most {max_linear} (the receptive field of the "
+                f"three kernel_size={kernel_size} convolutions), got {linear_kernel_size}"
+            )
         if hidden_factor is None:
             hidden_factor = 4 if n_spatial_dims == 1 else 16
         widths = [channels, hidden_channels, hidden_channels, channels]
@@ -354,10 +371,19 @@ class PropagatingDecoder(nn.Module):
         self.n_spatial_dims = n_spatial_dims
         self.pad = len(self.layers) * (kernel_size // 2)
         self.conv_impl = conv_impl
+        self.linear_kernel_size = int(linear_kernel_size)
+        self.linear = (
+            LatentToKernel(n_latents, channels, channels, linear_kernel_size, n_spatial_dims, hidden_factor, bias=False)
+            if linear_kernel_size else None
+        )
 
     def kernels(self, z):
-        """The per-sample kernels and biases for latents ``z``: a list of ``(weight, bias)``."""
-        return [layer(z) for layer in self.layers]
+        """The per-sample kernels and biases for latents ``z``: a list of ``(weight, bias)``, one
+        per layer of ``f``, then ``(weight, None)`` of the linear term if there is one."""
+        out = [layer(z) for layer in self.layers]
+        if self.linear is not None:
+            out.append(self.linear(z))
+        return out
 
     def _pad(self, y, boundary, edge_frame=None, fill_value=0.0):
         p = [self.pad] * (2 * self.n_spatial_dims)
@@ -376,12 +402,16 @@ class PropagatingDecoder(nn.Module):
     def step(self, y, kernels, boundary="periodic", edge_frame=None, fill_value=0.0):
         """One propagation step of the state ``y`` (B, C, *space)."""
         conv = dynamic_conv if self.conv_impl == "bmm" else dynamic_conv_unfold
-        h = self._pad(y, boundary, edge_frame, fill_value)
-        last = len(kernels) - 1
-        for i, (w, b) in enumerate(kernels):
+        padded = h = self._pad(y, boundary, edge_frame, fill_value)
+        n = len(self.layers)
+        for i, (w, b) in enumerate(kernels[:n]):
             h = conv(h, w, b)
-            if i < last:
+            if i < n - 1:
                 h = F.relu(h)
+        if len(kernels) > n:  # the linear term, on the padded state cropped to its kernel's reach
+            m = self.pad - self.linear_kernel_size // 2
+            inner = (slice(None), slice(None)) + tuple(slice(m, padded.shape[2 + a] - m) for a in range(self.n_spatial_dims))
+            h = h + conv(padded[tuple(inner)], kernels[n][0])
         c = self.cutoff
         h = h.to(torch.promote_types(h.dtype, y.dtype))  # bf16 conv output, fp32 state
         return y + c * torch.tanh(self.output_scale * h / c)
@@ -461,6 +491,8 @@ class DynamicsVAEModule(nn.Module):
         Activation of the encoder's shared layers.
     init_latent_std : float
         Approximate initial standard deviation of the latent posteriors.
+    linear_kernel_size : int
+        Size of the decoder's parallel linear dynamic convolution; 0: none.
     """
 
     def __init__(
@@ -477,6 +509,7 @@ class DynamicsVAEModule(nn.Module):
         encoder_dilations: Sequence[int] = (1, 2, 4, 8),
         encoder_activation: str = "relu",
         init_latent_std: float = 1.0,
+        linear_kernel_size: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = DynamicsEncoder(
@@ -489,7 +522,8 @@ class DynamicsVAEModule(nn.Module):
             with torch.no_grad():
                 self.encoder.logvar_head.bias.add_(2.0 * math.log(init_latent_std))
         self.decoder = PropagatingDecoder(
-            channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale
+            channels, n_latents, n_spatial_dims, hidden_channels, kernel_size, hidden_factor, output_scale,
+            linear_kernel_size=linear_kernel_size,
         )
         self.position_dropout = float(position_dropout)
         self.n_latents = n_latents
