@@ -181,6 +181,46 @@ def widest_layer_rates(device, n=3):
     return rates
 
 
+def winograd_bound(device, n=3):
+    """A lower bound, in seconds (best of ``n``), for the widest layer's forward and backward
+    by Winograd F(2x2, 3x3), which needs 2.25x fewer multiplies than the direct convolution.
+
+    Its 34 x 64 outputs per sample form 17 x 32 tiles of 2 x 2 (on the dilation-8 lattice), so
+    a batch of 50 has P = 27,200 tiles. The forward is 16 batched GEMMs (16 x [P x 64] @ [64 x
+    64]) between an input transform that writes a (16, P, 64) tensor and an output transform
+    that reads one back; the backward is two such GEMM sets (input gradient: [P x 64] @ [64 x 64];
+    weight gradient: [64 x P] @ [P x 64]) with the same traffic for the gradient's transforms.
+    Any implementation that is not fused (torch operations, not a hand-written kernel) moves at
+    least one read and one write of that 111 MB tensor per transform pair, timed here as a copy.
+    Returns ``{"forward GEMMs", "backward GEMMs", "one 111 MB copy", "direct forward", "direct
+    backward"}``; the last two are oneDNN's channels-last forward and backward (both gradients,
+    one call) of the same layer, for comparison."""
+    P = 50 * 17 * 32
+    u = torch.randn(16, P, 64, device=device)
+    m = torch.randn(16, P, 64, device=device)
+    w = torch.randn(16, 64, 64, device=device)
+    out = torch.empty_like(u)
+    x = torch.randn(50, 64, 50, 80, device=device).contiguous(memory_format=torch.channels_last)
+    wc = torch.randn(64, 64, 3, 3, device=device)
+    g = torch.randn(50, 64, 34, 64, device=device).contiguous(memory_format=torch.channels_last)
+    calls = {
+        "forward GEMMs": lambda: torch.bmm(u, w, out=out),
+        "backward GEMMs": lambda: (torch.bmm(m, w.transpose(1, 2), out=out), torch.bmm(u.transpose(1, 2), m)),
+        "one 111 MB copy": lambda: out.copy_(u),
+        "direct forward": lambda: F.conv2d(x, wc, dilation=8),
+        "direct backward": lambda: torch.ops.aten.convolution_backward(
+            g, x, wc, None, [1, 1], [0, 0], [8, 8], False, [0, 0], 1, [True, True, False]),
+    }
+    best = {}
+    for name, fn in calls.items():
+        best[name] = float("inf")
+        for _ in range(n + 1):
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def gemm_rate(device, n=3):
     """Best-of-``n`` fp32 GEMM rate (FLOP/s) of a convolution-sized product on ``device``."""
     a = torch.randn(4096, 576, device=device)
@@ -462,6 +502,21 @@ def main(argv=None):
             f"{floor * 1e3:.0f} ms ({50 / floor:.0f} samples/s), a floor for any implementation of these FLOPs "
             "at that rate"
         )
+        # beyond its GEMMs, a forward writes the transformed input and reads the product back (one
+        # copy's traffic); a backward writes the transformed gradient and reads the input gradient's
+        # product back (another)
+        wino = winograd_bound(device)
+        fwd = wino["forward GEMMs"] + wino["one 111 MB copy"]
+        bwd = wino["backward GEMMs"] + wino["one 111 MB copy"]
+        notes += (
+            "; Winograd F(2x2, 3x3) for the widest layer (best of 4; 16 batched GEMMs over its 27,200 tiles, "
+            f"plus one write and one read of a 111 MB transformed tensor for each pass): forward GEMMs "
+            f"{wino['forward GEMMs'] * 1e3:.0f} ms, backward GEMMs {wino['backward GEMMs'] * 1e3:.0f} ms, one copy "
+            f"{wino['one 111 MB copy'] * 1e3:.0f} ms, so at least {fwd * 1e3:.0f} ms forward and {bwd * 1e3:.0f} ms "
+            f"backward without a fused kernel, against oneDNN's direct forward {wino['direct forward'] * 1e3:.0f} ms "
+            f"and backward {wino['direct backward'] * 1e3:.0f} ms"
+        )
+
     record("dynamics_vae", "\n".join(lines), notes)
 
 
