@@ -96,14 +96,14 @@ def test_the_estimator_must_be_a_dynamics_vae():
 
 def test_default_estimator_is_the_small_configuration_and_tags():
     path = BetaPathVAE()
-    assert path.estimator is None and path.betas == (2e-3, 5e-4, 1e-4)
+    assert path.estimator is None and path.betas == (2e-3, 2.5e-4, 3e-5)
     base = path._base()
     assert isinstance(base, DynamicsVAE)
     assert {k: base.get_params()[k] for k in SMALL_1D} == SMALL_1D
     tags = path.__sklearn_tags__()
     assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array
     assert not tags.target_tags.required
-    assert clone(path).get_params()["betas"] == (2e-3, 5e-4, 1e-4)
+    assert clone(path).get_params()["betas"] == (2e-3, 2.5e-4, 3e-5)
 
 
 def test_a_real_path_on_tiny_data_is_reproducible_and_pickles():
