@@ -242,6 +242,25 @@ def test_linear_term_alone_is_the_damped_wave_scheme():
     torch.testing.assert_close(torch.stack(pred[1:], 2), window[:, :, 1:, p:-p], atol=1e-12, rtol=0)
 
 
+@torch.no_grad()
+def test_linear_term_in_2d_is_the_explicit_heat_step():
+    """In 2-D the linear term alone, with the 5-point Laplacian, is the FTCS heat scheme on a
+    periodic grid (checked against numpy's rolled stencil)."""
+    r, lk = 0.15, 3
+    dec = PropagatingDecoder(1, 2, n_spatial_dims=2, hidden_channels=2, output_scale=1e-6, linear_kernel_size=lk).double()
+    dec.cutoff.fill_(1e9)
+    zero = [(torch.zeros(1, *layer.kernel_shape, dtype=torch.float64), torch.zeros(1, layer.out_channels, dtype=torch.float64))
+            for layer in dec.layers]
+    w = torch.zeros(1, 1, 1, lk, lk, dtype=torch.float64)
+    w[0, 0, 0, 1] = torch.tensor([1.0, -4.0, 1.0], dtype=torch.float64) * r
+    w[0, 0, 0, 0, 1] = w[0, 0, 0, 2, 1] = r
+    y0 = torch.rand(1, 1, 12, 10, dtype=torch.float64)
+    out = dec.step(y0, zero + [(w / 1e-6, None)], "periodic")
+    u = y0[0, 0].numpy()
+    lap = np.roll(u, 1, 0) + np.roll(u, -1, 0) + np.roll(u, 1, 1) + np.roll(u, -1, 1) - 4 * u
+    np.testing.assert_allclose(out[0, 0].numpy(), u + r * lap, atol=1e-12)
+
+
 def test_linear_term_is_absent_by_default_and_checked():
     torch.manual_seed(0)
     a = PropagatingDecoder(1, 2, hidden_channels=3)
