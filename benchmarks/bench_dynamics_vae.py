@@ -46,6 +46,7 @@ Usage::
     python benchmarks/bench_dynamics_vae.py --device auto          # GPU if present
     python benchmarks/bench_dynamics_vae.py --device cpu --steps 3
     python benchmarks/bench_dynamics_vae.py --fit-scaling 3       # fit, 1 x 2 threads vs torchrun 2 x 1
+    python benchmarks/bench_dynamics_vae.py --small --threads 1 --compile yes  # BetaPathVAE's model
 """
 
 from __future__ import annotations
@@ -327,6 +328,101 @@ def fit_scaling(published, repeats):
         + f"; 1-minute load average at the end {os.getloadavg()[0]:.2f}"))
 
 
+def small_config(steps, compile_):
+    """Time the small identification configuration (``BetaPathVAE()``'s default model,
+    ``skphys._beta_path.SMALL_1D``, one channel) on this machine: the whole training step (loss,
+    backward, AdamW as ``DynamicsVAE.fit`` builds it on the CPU) and its parts, in interleaved
+    rounds, medians of ``steps``. Crops have the layout ``fit`` gathers (from (N, T, X, C) data,
+    so the encoder runs channels-last). Also the AdamW step with ``foreach=True`` (checked here to
+    give the same parameters bit for bit as the for-loop, PyTorch's CPU default) and, with
+    ``compile_``, ``torch.compile`` of the loss."""
+    from skphys._beta_path import SMALL_1D
+
+    torch.manual_seed(0)
+    module = DynamicsVAEModule(
+        1, 5, 1, hidden_channels=SMALL_1D["hidden_channels"], kernel_size=5, output_scale=SMALL_1D["output_scale"],
+        encoder_widths=SMALL_1D["encoder_widths"], position_dropout=SMALL_1D["position_dropout"],
+    ).train()
+    b, (te, xe), xd, n = SMALL_1D["batch_size"], SMALL_1D["encoder_crop"], SMALL_1D["decoder_crop"], SMALL_1D["rollout_steps"]
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(b, te, xe, 1, generator=gen).permute(0, 3, 1, 2)
+    t = torch.randn(b, n + 1, xd, 1, generator=gen).permute(0, 3, 1, 2)
+    beta = 2.5e-4
+
+    def adam(foreach):
+        return torch.optim.AdamW(module.parameters(), lr=SMALL_1D["lr"], weight_decay=0.0, foreach=foreach)
+
+    opt_loop, opt_foreach = adam(False), adam(True)
+    loss_fn = module.loss
+    compiled = torch.compile(module.loss) if compile_ else None
+    z = torch.randn(b, 5, generator=gen, requires_grad=True)
+    p = module.decoder.pad
+
+    def step(opt, fn=loss_fn):
+        def run():
+            opt.zero_grad(set_to_none=True)
+            fn(x, t, n, beta)[0].backward()
+            opt.step()
+        return run
+
+    def encoder():
+        mu, logvar = module.encode(x)
+        (mu.sum() + logvar.sum()).backward()
+
+    def decoder():
+        module.decoder(t[:, :, 0, p:-p], z, n, "crop", edges=t).square().sum().backward()
+
+    def adam_only(opt):
+        def run():
+            for q in module.parameters():
+                q.grad = torch.ones_like(q) * 1e-3
+            opt.step()
+        return run
+
+    parts = {
+        "training step (AdamW for-loop, what fit runs)": step(opt_loop),
+        "training step (AdamW foreach)": step(opt_foreach),
+        "encoder forward + backward": encoder,
+        "decoder forward + backward (8 steps)": decoder,
+        "AdamW step alone, for-loop": adam_only(opt_loop),
+        "AdamW step alone, foreach": adam_only(opt_foreach),
+    }
+    if compiled is not None:
+        parts["training step, torch.compile of the loss"] = step(opt_loop, compiled)
+    for fn in parts.values():
+        for _ in range(5):
+            fn()
+    times = {k: [] for k in parts}
+    for _ in range(steps):
+        for k, fn in parts.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+
+    # the two AdamW implementations give the same parameters
+    copies = {}
+    for name, foreach in (("loop", False), ("foreach", True)):
+        m2 = copy.deepcopy(module)
+        o = torch.optim.AdamW(m2.parameters(), lr=SMALL_1D["lr"], weight_decay=0.01, foreach=foreach)
+        g2 = torch.Generator().manual_seed(2)
+        for _ in range(20):
+            for q in m2.parameters():
+                q.grad = torch.randn(q.shape, generator=g2)
+            o.step()
+        copies[name] = torch.cat([q.detach().flatten() for q in m2.parameters()])
+    same = bool(torch.equal(copies["loop"], copies["foreach"]))
+    lines = ["| part | ms (median) |", "|---|---|"]
+    lines += [f"| {k} | {statistics.median(v) * 1e3:.2f} |" for k, v in times.items()]
+    notes = (
+        f"small identification configuration (BetaPathVAE()'s default model: batch {b}, encoder crop {te}x{xe}, "
+        f"widths {SMALL_1D['encoder_widths']}, decoder crop {xd}, {n} rollout steps, {SMALL_1D['hidden_channels']} "
+        f"hidden channels, beta {beta:g}); torch threads {torch.get_num_threads()}; {steps} interleaved rounds after "
+        f"5 warm-up calls, medians; AdamW foreach gives the same parameters as the for-loop bit for bit: {same} "
+        "(20 steps, weight decay 0.01)"
+    )
+    record("dynamics_vae", "\n".join(lines), notes)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -346,7 +442,15 @@ def main(argv=None):
     ap.add_argument("--fit-scaling", type=int, default=0, metavar="REPEATS",
                     help="instead: time DynamicsVAE.fit's steps with 1 process x 2 threads and torchrun 2 x 1 "
                     "(CPU), alternated with the published code's step, REPEATS times")
+    ap.add_argument("--small", action="store_true",
+                    help="instead: time the small identification configuration (BetaPathVAE()'s default model) "
+                    "and its parts; with --compile yes also torch.compile of its loss")
     args = ap.parse_args(argv)
+    if args.small:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        small_config(args.steps or 100, args.compile == "yes")
+        return
     if args.fit_scaling:
         repo = find_repo(args.published_repo)
         published = None
