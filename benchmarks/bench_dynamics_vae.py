@@ -236,6 +236,27 @@ def gemm_rate(device, n=3):
     return 2 * 4096 * 576 * 2048 / best
 
 
+def square_gemm_rates(n=15):
+    """fp32 ``torch.matmul`` of two 2048 x 2048 matrices on the CPU with the current thread count
+    and with one thread: ``{threads: (median, best)}`` in FLOP/s over ``n`` calls after 3 warm-up
+    calls (the method the docs use for this machine's peak)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    threads = torch.get_num_threads()
+    out = {}
+    for k in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(k)
+        for _ in range(3):
+            a @ b
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            a @ b
+            ts.append(time.perf_counter() - t0)
+        out[k] = (2 * 2048**3 / statistics.median(ts), 2 * 2048**3 / min(ts))
+    torch.set_num_threads(threads)
+    return out
+
+
 def grads_of(module, loss_fn, x, t, bf16, device):
     module.zero_grad(set_to_none=True)
     with autocast(device, bf16):
@@ -595,11 +616,15 @@ def main(argv=None):
     )
     if not cuda:
         rate = gemm_rate(device)
+        square = square_gemm_rates()
         layer = widest_layer_rates(device)
         peak = max(rate, layer["forward"])
         floor = flops / peak
         notes += (
             f"; this machine's fp32 GEMM rate (torch.matmul 4096x576 @ 576x2048, best of 4) {rate / 1e9:.0f} GFLOP/s; "
+            "2048 x 2048 matmul (median and best of 15): "
+            + ", ".join(f"{k} thread(s) {m / 1e9:.0f} and {b / 1e9:.0f}" for k, (m, b) in square.items())
+            + " GFLOP/s; "
             "oneDNN on the encoder's widest layer (64->64, dilation 8, channels-last, best of 4): "
             + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in layer.items())
             + f" GFLOP/s; at the faster of these rates ({peak / 1e9:.0f} GFLOP/s) the step's FLOPs take "
