@@ -354,9 +354,9 @@ def small_config(steps, compile_):
     ``skphys._beta_path.SMALL_1D``, one channel) on this machine: the whole training step (loss,
     backward, AdamW as ``DynamicsVAE.fit`` builds it on the CPU) and its parts, in interleaved
     rounds, medians of ``steps``. Crops have the layout ``fit`` gathers (from (N, T, X, C) data,
-    so the encoder runs channels-last). Also the AdamW step with ``foreach=True`` (checked here to
-    give the same parameters bit for bit as the for-loop, PyTorch's CPU default) and, with
-    ``compile_``, ``torch.compile`` of the loss."""
+    so the encoder runs channels-last). AdamW both as ``fit`` runs it on the CPU (``foreach=True``)
+    and as PyTorch's CPU default (a loop over tensors), checked here to give the same parameters
+    bit for bit; with ``compile_``, also ``torch.compile`` of the loss."""
     from skphys._beta_path import SMALL_1D
 
     torch.manual_seed(0)
@@ -401,8 +401,8 @@ def small_config(steps, compile_):
         return run
 
     parts = {
-        "training step (AdamW for-loop, what fit runs)": step(opt_loop),
-        "training step (AdamW foreach)": step(opt_foreach),
+        "training step (AdamW for-loop, PyTorch's CPU default)": step(opt_loop),
+        "training step (AdamW foreach, what fit runs since 2026-12-03)": step(opt_foreach),
         "encoder forward + backward": encoder,
         "decoder forward + backward (8 steps)": decoder,
         "AdamW step alone, for-loop": adam_only(opt_loop),

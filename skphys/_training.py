@@ -137,9 +137,12 @@ class StepRunner:
         self.params = [p for p in parameters if p.requires_grad]
         self.device, self.amp, self.grad_clip = device, amp, grad_clip
         self.use_graph = bool(cuda_graph) and device.type == "cuda" and schedule == "constant" and not distributed
+        # fused kernels on CUDA; on the CPU the multi-tensor ("foreach") form, which gives the same
+        # parameters bit for bit as PyTorch's CPU default (a loop over tensors) and took 1.7 instead
+        # of 2.6 ms per step in BetaPathVAE's model (bench_dynamics_vae.py --small)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=lr, weight_decay=weight_decay, betas=betas,
-            fused=device.type == "cuda", capturable=self.use_graph,
+            fused=device.type == "cuda", foreach=True if device.type == "cpu" else None, capturable=self.use_graph,
         )
         self.scheduler = None
         if schedule == "cosine":
