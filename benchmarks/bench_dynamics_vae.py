@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import statistics
 import sys
@@ -67,6 +68,7 @@ from _record import record  # noqa: E402
 
 from skphys._base import autocast, resolve_device  # noqa: E402
 from skphys._training import _CapturedStep  # noqa: E402
+import skphys.nn.dynamics_vae as dv  # noqa: E402
 from skphys.nn.dynamics_vae import DynamicsVAEModule, kl_standard_normal  # noqa: E402
 
 REF_GPU = 656.0  # samples/s, published code on one H100 (REFERENCE.md section 4)
@@ -375,6 +377,44 @@ def small_config(steps, compile_):
 
     opt_loop, opt_foreach = adam(False), adam(True)
     loss_fn = module.loss
+    # before 2026-12-03 (sixth session): the encoder's layers ran whole on the 32-frame crops
+    # and the decoder's first layer multiplied a view of overlapping windows (one data channel)
+    before = copy.deepcopy(module)
+    before.encoder._frame_pyramid = lambda shape: None
+    opt_before = torch.optim.AdamW(before.parameters(), lr=SMALL_1D["lr"], weight_decay=0.0, foreach=True)
+
+    def view_columns_conv(x, weight, bias=None):
+        B, c_out, ks = x.shape[0], weight.shape[1], weight.shape[3:]
+        v = x
+        for axis, k in enumerate(ks):
+            v = v.unfold(2 + axis, k, 1)
+        out_space = v.shape[2:2 + len(ks)]
+        perm = [0, 1, *range(2 + len(ks), 2 + 2 * len(ks)), *range(2, 2 + len(ks))]
+        cols = v.permute(perm).reshape(B, -1, math.prod(out_space))  # no .contiguous()
+        w = weight.reshape(B, c_out, -1)
+        out = torch.bmm(w, cols) if bias is None else torch.baddbmm(bias.unsqueeze(-1), w, cols)
+        return out.reshape(B, c_out, *out_space)
+
+    def with_view_columns(fn):
+        def run():
+            saved = dv.dynamic_conv
+            dv.dynamic_conv = view_columns_conv
+            try:
+                fn()
+            finally:
+                dv.dynamic_conv = saved
+        return run
+
+    # the same loss and gradients, to float rounding, on the same parameters and batch
+    eps = torch.randn(b, 5, generator=gen)
+    grads = []
+    for m, fn in ((module, lambda: module.loss(x, t, n, beta, eps=eps)[0].backward()),
+                  (before, with_view_columns(lambda: before.loss(x, t, n, beta, eps=eps)[0].backward()))):
+        m.zero_grad(set_to_none=True)
+        fn()
+        grads.append(torch.cat([q.grad.flatten() for q in m.parameters()]))
+        m.zero_grad(set_to_none=True)
+    grad_diff = ((grads[0] - grads[1]).norm() / grads[1].norm()).item()
     compiled = torch.compile(module.loss) if compile_ else None
     z = torch.randn(b, 5, generator=gen, requires_grad=True)
     p = module.decoder.pad
@@ -400,11 +440,22 @@ def small_config(steps, compile_):
             opt.step()
         return run
 
+    def encoder_before():
+        mu, logvar = before.encode(x)
+        (mu.sum() + logvar.sum()).backward()
+
+    def decoder_before():
+        before.decoder(t[:, :, 0, p:-p], z, n, "crop", edges=t).square().sum().backward()
+
     parts = {
+        "training step as before the sixth session (encoder layers whole, decoder columns a view; AdamW foreach)":
+            with_view_columns(step(opt_before, before.loss)),
         "training step (AdamW for-loop, PyTorch's CPU default)": step(opt_loop),
         "training step (AdamW foreach, what fit runs since 2026-12-03)": step(opt_foreach),
-        "encoder forward + backward": encoder,
+        "encoder forward + backward (frame pyramid, what fit runs)": encoder,
+        "encoder forward + backward, layers whole (before)": encoder_before,
         "decoder forward + backward (8 steps)": decoder,
+        "decoder forward + backward, columns a view (before)": with_view_columns(decoder_before),
         "AdamW step alone, for-loop": adam_only(opt_loop),
         "AdamW step alone, foreach": adam_only(opt_foreach),
     }
@@ -439,7 +490,8 @@ def small_config(steps, compile_):
         f"widths {SMALL_1D['encoder_widths']}, decoder crop {xd}, {n} rollout steps, {SMALL_1D['hidden_channels']} "
         f"hidden channels, beta {beta:g}); torch threads {torch.get_num_threads()}; {steps} interleaved rounds after "
         f"5 warm-up calls, medians; AdamW foreach gives the same parameters as the for-loop bit for bit: {same} "
-        "(20 steps, weight decay 0.01)"
+        f"(20 steps, weight decay 0.01); gradients of the step as before vs now, same parameters and batch: "
+        f"relative difference {grad_diff:.1e}"
     )
     record("dynamics_vae", "\n".join(lines), notes)
 

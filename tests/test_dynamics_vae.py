@@ -127,6 +127,51 @@ def test_encoder_cpu_training_path_equals_the_plain_modules(n_spatial_dims, acti
     torch.testing.assert_close(logvar, fast[1], rtol=1e-5, atol=1e-6)
 
 
+def test_frame_pyramid_plan():
+    """The frames one output frame needs from each layer, and the strided layers that compute
+    exactly those: for the paper's dilations, 31, 15, 7 and 3 frames 1, 2, 4 and 8 apart."""
+    from skphys.nn.dynamics_vae import _frame_pyramid
+
+    assert _frame_pyramid((1, 2, 4, 8), 3) == (((2, 1), (2, 1), (2, 1), (1, 1)), (31, 15, 7, 3, 1), 1)
+    assert _frame_pyramid((1, 3, 9), 3) == (((3, 1), (3, 1), (1, 1)), (27, 9, 3, 1), 1)
+    # every dilation even: only every other frame of the data window is read
+    assert _frame_pyramid((2, 4), 3) == (((2, 1), (1, 1)), (7, 3, 1), 2)
+    # (1, 5): the first layer's output is needed at frames 0-2, 5-7 and 10-12, not evenly spaced
+    assert _frame_pyramid((1, 5), 3) is None
+
+
+@pytest.mark.parametrize("n_spatial_dims,dilations", [(1, (1, 2, 4, 8)), (1, (2, 4)), (2, (1, 2, 4))])
+def test_encoder_frame_pyramid_equals_the_whole_layers(n_spatial_dims, dilations):
+    """Crops a few frames longer than the receptive field train through the frame pyramid (each
+    output frame from its own window, strided layers): outputs and every gradient equal the plain
+    modules' in float64; long crops keep the whole layers."""
+    torch.manual_seed(0)
+    enc = DynamicsEncoder(2, 3, n_spatial_dims, widths=(4, 6, 8, 8)[: len(dilations)], dilations=dilations).double()
+    with torch.no_grad():
+        for m in enc.features[0::2]:
+            m.bias.normal_(0.0, 0.3)
+    rf = enc.receptive_field
+    shape = (3, 2, rf + 2, 33) if n_spatial_dims == 1 else (2, 2, rf + 1, 16, 17)
+    x = torch.randn(shape, dtype=torch.float64)
+    assert enc._frame_pyramid(x.shape) is not None
+    assert enc._frame_pyramid((3, 2, 64, 33) if n_spatial_dims == 1 else (2, 2, 48, 16, 17)) is None
+    w = torch.randn(2, 3, *([1] * (n_spatial_dims + 1)), dtype=torch.float64)
+
+    def run(plain):
+        enc.zero_grad()
+        if plain:
+            h = enc.features(x)
+            mu, logvar = enc.mu_head(h), enc.logvar_head(h)
+        else:
+            mu, logvar = enc(x)
+        ((mu * w[0]).sum() + (logvar * w[1]).exp().sum()).backward()
+        return [mu.detach(), logvar.detach()] + [p.grad.clone() for p in enc.parameters()]
+
+    for f, r in zip(run(plain=False), run(plain=True)):
+        assert f.shape == r.shape
+        torch.testing.assert_close(f, r, rtol=1e-12, atol=1e-12)
+
+
 def test_encoder_under_cpu_autocast_takes_the_plain_modules():
     """Under a user's ``torch.autocast("cpu")`` the fused path (fp32 saved tensors) is not used,
     so training in bf16 still runs and matches the plain modules exactly."""

@@ -8,6 +8,7 @@ or two spatial axes.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -49,16 +50,19 @@ class _ConvActCPU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dilation, slope):
-        """``act(conv(x))`` with ``act`` ReLU (``slope == 0``) or leaky ReLU, applied in place."""
+    def forward(ctx, x, weight, bias, dilation, slope, stride=None):
+        """``act(conv(x))`` with ``act`` ReLU (``slope == 0``) or leaky ReLU, applied in place;
+        ``dilation`` and ``stride`` (default 1) are per-axis tuples."""
         conv = _CONV[x.dim() - 2]
-        y = conv(x, weight, bias, dilation=dilation)
+        stride = stride or (1,) * (x.dim() - 2)
+        y = conv(x, weight, bias, stride=stride, dilation=dilation)
         if slope == 0.0:
             y = y.relu_()
         else:
             y = F.leaky_relu_(y, slope)
         ctx.save_for_backward(x, weight, y)
-        ctx.dilation = dilation
+        ctx.dilation = list(dilation)
+        ctx.stride = list(stride)
         ctx.slope = slope
         ctx.has_bias = bias is not None
         return y
@@ -72,7 +76,7 @@ class _ConvActCPU(torch.autograd.Function):
         else:
             gy = torch.ops.aten.leaky_relu_backward(gy, y, ctx.slope, True)
         nd = x.dim() - 2
-        args = (gy, x, weight, None, [1] * nd, [0] * nd, [ctx.dilation] * nd, False, [0] * nd, 1)
+        args = (gy, x, weight, None, ctx.stride, [0] * nd, ctx.dilation, False, [0] * nd, 1)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = torch.ops.aten.convolution_backward(*args, [True, False, False])[0]
@@ -80,7 +84,31 @@ class _ConvActCPU(torch.autograd.Function):
             gw = torch.ops.aten.convolution_backward(*args, [False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum(dim=[0] + list(range(2, gy.dim())))
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None
+
+
+@functools.lru_cache(maxsize=32)
+def _frame_pyramid(dilations, kernel_size):
+    """``(steps, counts, data_step)`` for one output frame of stacked unpadded convolutions
+    along time: ``counts[l]`` frames of layer ``l``'s input are needed (``l = 0``: the data, every
+    ``data_step``-th frame of the window; the last entry is the output frame itself), evenly
+    spaced, and ``steps[l] = (stride, dilation)`` computes layer ``l`` on exactly those frames.
+    None where some layer's needed frames are not evenly spaced (then the layers run whole)."""
+    frames = [[0]]
+    for d in reversed(dilations):
+        frames.insert(0, sorted({j + d * k for j in frames[0] for k in range(kernel_size)}))
+    spacing = []
+    for f in frames:
+        step = f[1] - f[0] if len(f) > 1 else None
+        if step is not None and f != list(range(0, f[-1] + 1, step)):
+            return None
+        spacing.append(step)
+    steps = []
+    for d, s_in, s_out in zip(dilations, spacing[:-1], spacing[1:]):
+        if d % s_in or (s_out is not None and s_out % s_in):
+            return None
+        steps.append((1 if s_out is None else s_out // s_in, d // s_in))
+    return tuple(steps), tuple(len(f) for f in frames), spacing[0] or 1
 
 
 def _activation_slope(act):
@@ -148,21 +176,69 @@ class DynamicsEncoder(nn.Module):
 
         On the CPU with gradients enabled and no autocast (training) the layers run through a fused
         convolution + activation with a split backward, and both heads as one matrix product
-        over channels-last features; the result is the same as the plain modules' to float
-        rounding (``tests/test_dynamics_vae.py`` checks outputs and gradients)."""
+        over channels-last features. Crops only a few frames longer than the receptive field
+        (``BetaPathVAE``'s) compute each output frame from its own window with strided layers,
+        skipping the hidden frames no output uses (:meth:`_frame_pyramid`). The result is the
+        same as the plain modules' to float rounding (``tests/test_dynamics_vae.py`` checks
+        outputs and gradients)."""
         if (x.device.type != "cpu" or not torch.is_grad_enabled() or torch.compiler.is_compiling()
                 or torch.is_autocast_enabled("cpu")):
             h = self.features(x)
             return self.mu_head(h), self.logvar_head(h)
-        h = x
         layers = list(self.features)
-        for conv, act in zip(layers[0::2], layers[1::2]):
-            slope = _activation_slope(act)
+        convs, acts = layers[0::2], layers[1::2]
+        slopes = [_activation_slope(act) for act in acts]
+        pyramid = None if None in slopes else self._frame_pyramid(x.shape)
+        if pyramid is not None:
+            # each output frame from its own receptive field, stacked along the batch
+            steps, data_step = pyramid
+            t_out = x.shape[2] - self.receptive_field + 1
+            h = torch.cat([x[:, :, r : r + self.receptive_field : data_step] for r in range(t_out)])
+            ones = (1,) * (x.dim() - 3)
+            for conv, slope, (stride, dilation) in zip(convs, slopes, steps):
+                h = _ConvActCPU.apply(h, conv.weight, conv.bias, (dilation,) + conv.dilation[1:], slope,
+                                      (stride,) + ones)
+            # (t_out * N, n, 1, *space) -> (N, n, t_out, *space)
+            return tuple(o.squeeze(2).unflatten(0, (t_out, x.shape[0])).movedim(0, 2) for o in self._heads(h))
+        h = x
+        for conv, act, slope in zip(convs, acts, slopes):
             if slope is None:
                 h = act(conv(h))
             else:
-                h = _ConvActCPU.apply(h, conv.weight, conv.bias, conv.dilation[0], slope)
+                h = _ConvActCPU.apply(h, conv.weight, conv.bias, conv.dilation, slope)
         return self._heads(h)
+
+    def _frame_pyramid(self, shape):
+        """``(steps, data_step)``, the per-layer ``(time stride, time dilation)`` that compute the
+        training path's output frames one by one, each from its own receptive field, when that
+        takes fewer multiply-adds than the whole crop of this ``shape``; None otherwise.
+
+        Unpadded dilated convolutions need, for one output frame, only some frames of each
+        hidden layer: with dilations (1, 2, 4, 8) and kernel 3, 3 frames 8 apart of the third
+        layer's output, 7 frames 4 apart of the second's and 15 frames 2 apart of the first's.
+        Those are convolutions with time strides (2, 2, 2, 1) and time dilation 1 on the
+        31-frame window, the same products as the full layers. For a crop only a few frames
+        longer than the receptive field (``BetaPathVAE``'s 32-frame crops: 2 output frames)
+        that skips most of the hidden frames, which no output uses; for long crops (the
+        paper's 64 frames) the full layers are cheaper and are used."""
+        convs = list(self.features)[0::2]
+        plan = _frame_pyramid(tuple(c.dilation[0] for c in convs), convs[0].kernel_size[0])
+        if plan is None:
+            return None
+        steps, counts, data_step = plan
+        t_out = shape[2] - self.receptive_field + 1
+        if t_out < 1:
+            return None
+        t, space = shape[2], list(shape[3:])
+        full = pyramid = 0
+        for conv, n_frames in zip(convs, counts[1:]):
+            shrink = (conv.kernel_size[0] - 1) * conv.dilation[0]
+            t -= shrink
+            space = [n - shrink for n in space]
+            per_frame = math.prod(space) * conv.in_channels * conv.out_channels
+            full += t * per_frame
+            pyramid += t_out * n_frames * per_frame
+        return (steps, data_step) if pyramid < full else None
 
     def _heads(self, h):
         """Both 1x1 heads as one product over the channels-last features (one GEMM forward and
@@ -231,7 +307,9 @@ def dynamic_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         v = v.unfold(2 + axis, k, 1)  # (B, C_in, *out_space, *kernel), a view
     out_space = v.shape[2 : 2 + nd]
     perm = [0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd)]
-    cols = v.permute(perm).reshape(B, -1, math.prod(out_space))  # (B, C_in * prod(k), L)
+    # (B, C_in * prod(k), L); contiguous: with one input channel the reshape is still a view with
+    # overlapping windows, which bmm handles by a per-sample loop about 10x slower
+    cols = v.permute(perm).reshape(B, -1, math.prod(out_space)).contiguous()
     w = weight.reshape(B, c_out, -1)
     out = torch.bmm(w, cols) if bias is None else torch.baddbmm(bias.unsqueeze(-1), w, cols)
     return out.reshape(B, c_out, *out_space)
