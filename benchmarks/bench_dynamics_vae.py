@@ -380,7 +380,7 @@ def small_config(steps, compile_):
     # before 2026-12-03 (sixth session): the encoder's layers ran whole on the 32-frame crops
     # and the decoder's first layer multiplied a view of overlapping windows (one data channel)
     before = copy.deepcopy(module)
-    before.encoder._frame_pyramid = lambda shape: None
+    before.encoder._pyramid_plan = lambda shape: None
     opt_before = torch.optim.AdamW(before.parameters(), lr=SMALL_1D["lr"], weight_decay=0.0, foreach=True)
 
     def view_columns_conv(x, weight, bias=None):

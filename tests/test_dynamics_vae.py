@@ -153,8 +153,8 @@ def test_encoder_frame_pyramid_equals_the_whole_layers(n_spatial_dims, dilations
     rf = enc.receptive_field
     shape = (3, 2, rf + 2, 33) if n_spatial_dims == 1 else (2, 2, rf + 1, 16, 17)
     x = torch.randn(shape, dtype=torch.float64)
-    assert enc._frame_pyramid(x.shape) is not None
-    assert enc._frame_pyramid((3, 2, 64, 33) if n_spatial_dims == 1 else (2, 2, 48, 16, 17)) is None
+    assert enc._pyramid_plan(x.shape) is not None
+    assert enc._pyramid_plan((3, 2, 64, 33) if n_spatial_dims == 1 else (2, 2, 48, 16, 17)) is None
     w = torch.randn(2, 3, *([1] * (n_spatial_dims + 1)), dtype=torch.float64)
 
     def run(plain):

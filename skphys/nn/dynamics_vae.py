@@ -178,7 +178,7 @@ class DynamicsEncoder(nn.Module):
         convolution + activation with a split backward, and both heads as one matrix product
         over channels-last features. Crops only a few frames longer than the receptive field
         (``BetaPathVAE``'s) compute each output frame from its own window with strided layers,
-        skipping the hidden frames no output uses (:meth:`_frame_pyramid`). The result is the
+        skipping the hidden frames no output uses (:meth:`_pyramid_plan`). The result is the
         same as the plain modules' to float rounding (``tests/test_dynamics_vae.py`` checks
         outputs and gradients)."""
         if (x.device.type != "cpu" or not torch.is_grad_enabled() or torch.compiler.is_compiling()
@@ -188,7 +188,7 @@ class DynamicsEncoder(nn.Module):
         layers = list(self.features)
         convs, acts = layers[0::2], layers[1::2]
         slopes = [_activation_slope(act) for act in acts]
-        pyramid = None if None in slopes else self._frame_pyramid(x.shape)
+        pyramid = None if None in slopes else self._pyramid_plan(x.shape)
         if pyramid is not None:
             # each output frame from its own receptive field, stacked along the batch
             steps, data_step = pyramid
@@ -208,7 +208,7 @@ class DynamicsEncoder(nn.Module):
                 h = _ConvActCPU.apply(h, conv.weight, conv.bias, conv.dilation, slope)
         return self._heads(h)
 
-    def _frame_pyramid(self, shape):
+    def _pyramid_plan(self, shape):
         """``(steps, data_step)``, the per-layer ``(time stride, time dilation)`` that compute the
         training path's output frames one by one, each from its own receptive field, when that
         takes fewer multiply-adds than the whole crop of this ``shape``; None otherwise.
