@@ -426,12 +426,16 @@ def small_config(steps, compile_):
             opt.step()
         return run
 
-    def encoder():
-        mu, logvar = module.encode(x)
-        (mu.sum() + logvar.sum()).backward()
+    def encoder(m):
+        def run():
+            mu, logvar = m.encode(x)
+            (mu.sum() + logvar.sum()).backward()
+        return run
 
-    def decoder():
-        module.decoder(t[:, :, 0, p:-p], z, n, "crop", edges=t).square().sum().backward()
+    def decoder(m):
+        def run():
+            m.decoder(t[:, :, 0, p:-p], z, n, "crop", edges=t).square().sum().backward()
+        return run
 
     def adam_only(opt):
         def run():
@@ -440,22 +444,15 @@ def small_config(steps, compile_):
             opt.step()
         return run
 
-    def encoder_before():
-        mu, logvar = before.encode(x)
-        (mu.sum() + logvar.sum()).backward()
-
-    def decoder_before():
-        before.decoder(t[:, :, 0, p:-p], z, n, "crop", edges=t).square().sum().backward()
-
     parts = {
         "training step as before the sixth session (encoder layers whole, decoder columns a view; AdamW foreach)":
             with_view_columns(step(opt_before, before.loss)),
         "training step (AdamW for-loop, PyTorch's CPU default)": step(opt_loop),
         "training step (AdamW foreach, what fit runs since 2026-12-03)": step(opt_foreach),
-        "encoder forward + backward (frame pyramid, what fit runs)": encoder,
-        "encoder forward + backward, layers whole (before)": encoder_before,
-        "decoder forward + backward (8 steps)": decoder,
-        "decoder forward + backward, columns a view (before)": with_view_columns(decoder_before),
+        "encoder forward + backward (frame pyramid, what fit runs)": encoder(module),
+        "encoder forward + backward, layers whole (before)": encoder(before),
+        "decoder forward + backward (8 steps)": decoder(module),
+        "decoder forward + backward, columns a view (before)": with_view_columns(decoder(before)),
         "AdamW step alone, for-loop": adam_only(opt_loop),
         "AdamW step alone, foreach": adam_only(opt_foreach),
     }
