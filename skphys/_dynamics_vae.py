@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorBase, check_trajectories
 from ._sampling import NOISE, CropSampler
 from ._training import step_seed
-from .nn.dynamics_vae import _ACTIVATIONS, DynamicsVAEModule, receptive_field
+from .nn.dynamics_vae import _ACTIVATIONS, DynamicsVAEModule, receptive_field, single_backward
 
 __all__ = ["DynamicsVAE"]
 
@@ -489,10 +489,11 @@ class DynamicsVAE(TransformerMixin, TorchEstimatorBase):
 
     def _loss(self, modules, batch, ctx):
         x, t, ramp, eps, drop = batch
-        return modules["module_"].loss(
-            x, t, self.rollout_steps_, self.beta_, ramp, boundary=self.boundary, fill_value=self.fill_value,
-            eps=eps, drop_noise=drop,
-        )
+        with single_backward():  # the engine runs one backward per loss
+            return modules["module_"].loss(
+                x, t, self.rollout_steps_, self.beta_, ramp, boundary=self.boundary, fill_value=self.fill_value,
+                eps=eps, drop_noise=drop,
+            )
 
     def _train_options(self):
         return {"amp": self.mixed_precision, "cuda_graph": True, "schedule": self.lr_schedule}

@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import pickle
 
@@ -18,6 +19,7 @@ from skphys.nn.dynamics_vae import (
     dynamic_conv,
     dynamic_conv_unfold,
     inverse_variance_weighting,
+    single_backward,
 )
 
 TINY = dict(
@@ -125,6 +127,50 @@ def test_encoder_cpu_training_path_equals_the_plain_modules(n_spatial_dims, acti
         mu, logvar = enc(x)
     torch.testing.assert_close(mu, fast[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(logvar, fast[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("crop", [(32, 40), (40, 40)])  # 2 output frames: the frame pyramid; 10: whole layers
+def test_single_backward_gives_the_same_gradients_and_refuses_a_second_backward(activation, crop):
+    """Inside ``single_backward`` each layer's backward writes into its saved output: the
+    gradients are bit for bit the same, the outputs are not touched before the backward, and a
+    second backward through the graph raises instead of using the overwritten activations."""
+    torch.manual_seed(0)
+    enc = DynamicsEncoder(1, 3, 1, widths=(4, 6, 8, 8), activation=activation)
+    x = torch.randn(3, 1, *crop)
+    w = torch.randn(2, 3, 1, 1)
+
+    def grads(single):
+        enc.zero_grad()
+        inp = x.clone().requires_grad_(True)
+        with single_backward() if single else contextlib.nullcontext():
+            mu, logvar = enc(inp)
+        (mu * w[0]).sum().add((logvar * w[1]).exp().sum()).backward()
+        return [mu.detach(), logvar.detach(), inp.grad] + [p.grad.clone() for p in enc.parameters()]
+
+    for a, b in zip(grads(False), grads(True)):
+        assert torch.equal(a, b)
+    with single_backward():
+        mu, _ = enc(x)
+    loss = mu.square().sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
+    # the flag is restored on exit, also after an error, and nested uses keep the outer one
+    with pytest.raises(KeyError), single_backward():
+        raise KeyError
+    with single_backward():
+        with single_backward():
+            pass
+        mu, _ = enc(x)
+    loss = mu.square().sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
+    mu, _ = enc(x)  # outside: a second backward works
+    loss = mu.square().sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
 
 
 def test_frame_pyramid_plan():

@@ -8,8 +8,10 @@ or two spatial axes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -19,6 +21,7 @@ from torch import nn
 __all__ = [
     "receptive_field",
     "DynamicsEncoder",
+    "single_backward",
     "inverse_variance_weighting",
     "dynamic_conv",
     "dynamic_conv_unfold",
@@ -37,6 +40,43 @@ def receptive_field(dilations: Sequence[int], kernel_size: int = 3) -> int:
     return 1 + (kernel_size - 1) * sum(dilations)
 
 
+_SINGLE_BACKWARD = threading.local()
+
+
+@contextlib.contextmanager
+def single_backward():
+    """Declare that the graphs built inside get exactly one backward pass (no ``retain_graph``).
+
+    The encoder's CPU training path then lets each layer's backward write its activation
+    gradient into the layer's saved output, which that backward is the last to read, instead of
+    allocating a new tensor of the same size. The gradients are bit for bit the same. At the
+    paper's KS configuration that removes two allocations of 51 and 28 MB per step, which the C
+    allocator serves with fresh pages that fault in again at every step: about 40% of the step's
+    page faults (``benchmarks/bench_dynamics_vae.py``, docs/dynamics_vae.md). The training
+    engine's loss for :class:`skphys.DynamicsVAE` runs inside it. A second backward through such
+    a graph fails with autograd's "modified by an inplace operation" error instead of giving
+    wrong gradients, so do not use it around ``retain_graph=True``. The setting is read when
+    the forward runs, and is thread-local; nothing changes outside the CPU training path.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skphys.nn.dynamics_vae import DynamicsEncoder, single_backward
+    >>> enc = DynamicsEncoder(1, n_latents=2, widths=(2, 2, 2, 2))
+    >>> with single_backward():
+    ...     mu, logvar = enc(torch.randn(2, 1, 32, 32))
+    >>> (mu.sum() + logvar.sum()).backward()
+    >>> enc.mu_head.weight.grad.shape
+    torch.Size([2, 2, 1, 1])
+    """
+    previous = getattr(_SINGLE_BACKWARD, "on", False)
+    _SINGLE_BACKWARD.on = True
+    try:
+        yield
+    finally:
+        _SINGLE_BACKWARD.on = previous
+
+
 class _ConvActCPU(torch.autograd.Function):
     """``act(conv(x, w, b))`` with its backward as separate oneDNN calls (CPU training fast path).
 
@@ -50,9 +90,11 @@ class _ConvActCPU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dilation, slope, stride=None):
+    def forward(ctx, x, weight, bias, dilation, slope, stride=None, reuse_output=False):
         """``act(conv(x))`` with ``act`` ReLU (``slope == 0``) or leaky ReLU, applied in place;
-        ``dilation`` and ``stride`` (default 1) are per-axis tuples."""
+        ``dilation`` and ``stride`` (default 1) are per-axis tuples. ``reuse_output``: the
+        backward writes the activation's gradient into the saved output (see
+        :func:`single_backward`)."""
         conv = _CONV[x.dim() - 2]
         stride = stride or (1,) * (x.dim() - 2)
         y = conv(x, weight, bias, stride=stride, dilation=dilation)
@@ -65,16 +107,22 @@ class _ConvActCPU(torch.autograd.Function):
         ctx.stride = list(stride)
         ctx.slope = slope
         ctx.has_bias = bias is not None
+        ctx.reuse_output = reuse_output
         return y
 
     @staticmethod
     def backward(ctx, gy):
         """Gradients for ``x``, ``weight`` and ``bias`` (input and weight by separate calls)."""
         x, weight, y = ctx.saved_tensors
+        # reuse_output: the output is no longer needed (the next layer's backward, which read it,
+        # has run), so its memory takes the gradient instead of a fresh tensor of the same size
+        out = {"grad_input": y} if ctx.reuse_output else None
         if ctx.slope == 0.0:
-            gy = torch.ops.aten.threshold_backward(gy, y, 0.0)
+            op = torch.ops.aten.threshold_backward
+            gy = op(gy, y, 0.0) if out is None else op.grad_input(gy, y, 0.0, **out)
         else:
-            gy = torch.ops.aten.leaky_relu_backward(gy, y, ctx.slope, True)
+            op = torch.ops.aten.leaky_relu_backward
+            gy = op(gy, y, ctx.slope, True) if out is None else op.grad_input(gy, y, ctx.slope, True, **out)
         nd = x.dim() - 2
         args = (gy, x, weight, None, ctx.stride, [0] * nd, ctx.dilation, False, [0] * nd, 1)
         gx = gw = gb = None
@@ -84,7 +132,7 @@ class _ConvActCPU(torch.autograd.Function):
             gw = torch.ops.aten.convolution_backward(*args, [False, True, False])[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum(dim=[0] + list(range(2, gy.dim())))
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 @functools.lru_cache(maxsize=32)
@@ -189,6 +237,7 @@ class DynamicsEncoder(nn.Module):
         convs, acts = layers[0::2], layers[1::2]
         slopes = [_activation_slope(act) for act in acts]
         pyramid = None if None in slopes else self._pyramid_plan(x.shape)
+        reuse = getattr(_SINGLE_BACKWARD, "on", False)
         if pyramid is not None:
             # each output frame from its own receptive field, stacked along the batch
             steps, data_step = pyramid
@@ -197,7 +246,7 @@ class DynamicsEncoder(nn.Module):
             ones = (1,) * (x.dim() - 3)
             for conv, slope, (stride, dilation) in zip(convs, slopes, steps):
                 h = _ConvActCPU.apply(h, conv.weight, conv.bias, (dilation,) + conv.dilation[1:], slope,
-                                      (stride,) + ones)
+                                      (stride,) + ones, reuse)
             # (t_out * N, n, 1, *space) -> (N, n, t_out, *space)
             return tuple(o.squeeze(2).unflatten(0, (t_out, x.shape[0])).movedim(0, 2) for o in self._heads(h))
         h = x
@@ -205,7 +254,7 @@ class DynamicsEncoder(nn.Module):
             if slope is None:
                 h = act(conv(h))
             else:
-                h = _ConvActCPU.apply(h, conv.weight, conv.bias, conv.dilation, slope)
+                h = _ConvActCPU.apply(h, conv.weight, conv.bias, conv.dilation, slope, None, reuse)
         return self._heads(h)
 
     def _pyramid_plan(self, shape):
