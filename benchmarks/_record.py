@@ -32,9 +32,23 @@ def machine_description():
     return "; ".join(parts)
 
 
+# environment variables that change what a benchmark measures: thread counts and the memory
+# allocator's behaviour (PyTorch's huge pages for large CPU tensors, glibc's malloc tunables)
+_ENV_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "THP_MEM_ALLOC_ENABLE")
+_ENV_PREFIXES = ("MALLOC_",)
+
+
+def command_line():
+    """The command as typed, with the environment settings of ``_ENV_NAMES`` and
+    ``_ENV_PREFIXES`` that are set written before it, so that a record can be rerun as it ran."""
+    env = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items())
+           if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)]
+    return " ".join(env + ["python"] + [shlex.quote(a) for a in sys.argv])
+
+
 def record(name, table_markdown, notes=""):
     """Print ``table_markdown`` and append it to ``benchmarks/results/<name>.md``."""
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (
         f"\n## {stamp}\n\n- command: `{command}`\n- machine: {machine_description()}\n"

@@ -268,3 +268,22 @@ def test_diagnose_readout_on_latents_with_known_content(tmp_path, monkeypatch):
         diag.main([str(tmp_path / "mix0.0"), "--n-train", str(n_train), "--n-test", str(n_test + 1)])
     with pytest.raises(FileNotFoundError):
         diag.main([str(tmp_path / "empty")])
+
+
+def test_benchmark_records_write_the_environment_that_changes_the_measurement(tmp_path, monkeypatch):
+    """A record's command starts with the thread and allocator settings it ran under (and only
+    those), so that it can be rerun as it ran."""
+    rec = _load_benchmark("_record")
+    for k in list(os.environ):
+        if k in rec._ENV_NAMES or k.startswith(rec._ENV_PREFIXES):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("SKPHYS_BENCH_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "1073741824")
+    monkeypatch.setenv("SKPHYS_UNRELATED", "x")
+    monkeypatch.setattr("sys.argv", ["benchmarks/b.py", "--kw", "a=(1, 2)"])
+    rec.record("probe", "| a |\n|---|\n| 1 |")
+    text = (tmp_path / "probe.md").read_text()
+    assert ("- command: `MALLOC_TOP_PAD_=1073741824 OMP_NUM_THREADS=1 THP_MEM_ALLOC_ENABLE=1 python benchmarks/b.py "
+            "--kw 'a=(1, 2)'`") in text
