@@ -105,9 +105,7 @@ def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=
     crops = crop_sampler(data, device, batch)
 
     def loss_fn(x, t):
-        # single: the graph gets one backward, as in DynamicsVAE.fit (skphys.nn.dynamics_vae.single_backward)
-        with single_backward() if single else contextlib.nullcontext():
-            return _loss(module, x, t, dec, beta)
+        return _loss(module, x, t, dec, beta, single)
 
     fn = torch.compile(loss_fn, mode=compile_mode) if compiled else loss_fn
     if graph:  # exactly what skphys._training.train(cuda_graph=True) does for DynamicsVAE.fit
@@ -148,8 +146,11 @@ def make_step(module, data, *, bf16, compiled, device, compile_mode=None, graph=
     return step, fn
 
 
-def _loss(module, x, t, dec=(32, 76), beta=0.02):
-    pred, target, mu, logvar = module(x, t, dec[0] - 1, boundary="crop")
+def _loss(module, x, t, dec=(32, 76), beta=0.02, single=False):
+    """The PDE-VAE loss on one batch; ``single``: built inside ``single_backward()``, as
+    ``DynamicsVAE.fit`` builds it (the graph gets one backward)."""
+    with single_backward() if single else contextlib.nullcontext():
+        pred, target, mu, logvar = module(x, t, dec[0] - 1, boundary="crop")
     return torch.mean((pred.float() - target.float()) ** 2) + beta * kl_standard_normal(mu, logvar).mean()
 
 
@@ -608,12 +609,7 @@ def main(argv=None):
             module.decoder.conv_impl = impl
             torch.manual_seed(0)
             mode = compiled if isinstance(compiled, str) else None
-
-            def loss_of(x, t, module=module, single=single):
-                with single_backward() if single else contextlib.nullcontext():
-                    return _loss(module, x, t)
-
-            loss, grad = grads_of(module, loss_of, xe, xd, bf16, device)
+            loss, grad = grads_of(module, lambda x, t: _loss(module, x, t, single=single), xe, xd, bf16, device)
             dgrad = float((grad - ref_grad).norm() / ref_grad.norm())
             step, _ = make_step(module, data, bf16=bf16, compiled=bool(compiled), device=device, compile_mode=mode,
                                 graph=graph, single=single)

@@ -114,15 +114,13 @@ class _ConvActCPU(torch.autograd.Function):
     def backward(ctx, gy):
         """Gradients for ``x``, ``weight`` and ``bias`` (input and weight by separate calls)."""
         x, weight, y = ctx.saved_tensors
+        if ctx.slope == 0.0:
+            op, act_args = torch.ops.aten.threshold_backward, (gy, y, 0.0)
+        else:
+            op, act_args = torch.ops.aten.leaky_relu_backward, (gy, y, ctx.slope, True)
         # reuse_output: the output is no longer needed (the next layer's backward, which read it,
         # has run), so its memory takes the gradient instead of a fresh tensor of the same size
-        out = {"grad_input": y} if ctx.reuse_output else None
-        if ctx.slope == 0.0:
-            op = torch.ops.aten.threshold_backward
-            gy = op(gy, y, 0.0) if out is None else op.grad_input(gy, y, 0.0, **out)
-        else:
-            op = torch.ops.aten.leaky_relu_backward
-            gy = op(gy, y, ctx.slope, True) if out is None else op.grad_input(gy, y, ctx.slope, True, **out)
+        gy = op.grad_input(*act_args, grad_input=y) if ctx.reuse_output else op(*act_args)
         nd = x.dim() - 2
         args = (gy, x, weight, None, ctx.stride, [0] * nd, ctx.dilation, False, [0] * nd, 1)
         gx = gw = gb = None
